@@ -1,0 +1,99 @@
+//! The `herald` command line. Each subcommand is a thin wrapper over the
+//! library; output for people by default.
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "SMTP relay that signs billing mail as the customer's own domain")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay.
+    Serve {
+        /// Configuration file (default: ./relay.toml, else the embedded default).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Hash a password read from standard input, for a [[user]] in relay.toml.
+    Passwd,
+    /// Load generators.
+    Bench {
+        #[command(subcommand)]
+        action: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the file and print the effective configuration.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            init_logging(&config.log.level);
+            runtime()?.block_on(crate::server::serve(config, Arc::new(SystemClock)))
+        }
+        Command::Config { action: ConfigAction::Check { config } } => {
+            let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+            println!("configuration ok\n\n{}", config.redacted());
+            Ok(())
+        }
+        Command::Passwd => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err("empty password; type it on standard input".into());
+            }
+            println!("{}", crate::submission::hash_password(password)?);
+            Ok(())
+        }
+        Command::Bench { action } => {
+            init_logging("warn");
+            runtime()?.block_on(crate::bench::run(action))
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the configured filter.
+pub fn init_logging(level: &str) {
+    let filter = std::env::var("RUST_LOG").ok().and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
+    let filter = filter.unwrap_or_else(|| tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into()));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

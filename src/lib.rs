@@ -1,0 +1,17 @@
+//! herald: a self-hosted SMTP relay that sends billing mail as the
+//! customer's own domain, DKIM-signed and aligned.
+//!
+//! The modules follow the path a message takes:
+//! `submission` (SMTP in) → `message` (header checks) → `store` (durable
+//! spool, group commit) → … Beside it: `config`, `tls`, `cli`, `bench`.
+
+pub mod bench;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod id;
+pub mod message;
+pub mod server;
+pub mod store;
+pub mod submission;
+pub mod tls;

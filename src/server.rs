@@ -1,0 +1,89 @@
+//! The composition root: builds every part from the configuration, hands
+//! each its dependencies, and runs until told to stop.
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ListenerTls};
+use crate::store::Store;
+use crate::submission::{self, Acceptors, Context, Listener};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A started relay.
+pub struct Running {
+    /// The bound submission addresses, in `[[listener]]` order.
+    pub addrs: Vec<SocketAddr>,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    acceptors: Acceptors,
+    grace: Duration,
+}
+
+/// Starts every listener of `config`. Errors name the config key at fault.
+pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, String> {
+    let data_dir = config.data_dir();
+    let store = Store::open(&data_dir, config.store.cache_mb)
+        .map_err(|e| format!("`server.data_dir`: cannot open the database in {}: {e} (is another herald running on it?)", data_dir.display()))?;
+    let tls = if config.listeners.iter().any(|l| l.tls != ListenerTls::None) { Some(tls_acceptor(config)?) } else { None };
+    let mut listeners = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let bound = Listener::bind(l).await.map_err(|e| format!("`listener[{i}].address`: cannot listen on {}: {e}", l.address))?;
+        tracing::info!(address = %bound.local_addr(), tls = ?l.tls, "listening for submissions");
+        listeners.push(bound);
+    }
+    let addrs = listeners.iter().map(Listener::local_addr).collect();
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, shutdown_rx));
+    let acceptors = submission::spawn_listeners(ctx, listeners);
+    Ok(Running { addrs, store, shutdown, acceptors, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+}
+
+impl Running {
+    /// Stops accepting, lets sessions in DATA finish (bounded by
+    /// `server.shutdown_grace_secs`), and flushes the spool.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(self.grace, self.acceptors.drained()).await.is_err() {
+            tracing::warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
+        }
+        if let Err(e) = self.store.durable().await {
+            tracing::error!(error = %e, "final flush failed");
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// `herald serve`: start, then stop cleanly on SIGTERM or SIGINT.
+pub async fn serve(config: Config, clock: SharedClock) -> Result<(), String> {
+    tracing::info!(config = %config.redacted(), "effective configuration");
+    let running = start(&config, clock).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, String> {
+    let (cert, key) = (config.resolve(&config.tls.cert), config.resolve(&config.tls.key));
+    if !cert.exists() && !key.exists() && config.tls.self_signed_if_missing {
+        tracing::warn!(cert = %cert.display(), "no TLS certificate; generating a self-signed one (set `tls.cert` and `tls.key` for a real one)");
+        crate::tls::generate_self_signed(&config.server.hostname, &cert, &key).map_err(|e| format!("`tls.cert`: {e}"))?;
+    }
+    crate::tls::acceptor(&cert, &key).map_err(|e| format!("`tls.cert`/`tls.key`: {e}"))
+}

@@ -1,0 +1,183 @@
+//! The durable spool: one sled database under the data directory.
+//!
+//! Layout of the `spool` tree (one tree, so a message's record, its body
+//! and its due-index key change together in one atomic batch):
+//!
+//! | key                          | value                          |
+//! |------------------------------|--------------------------------|
+//! | `m/<id>`                     | [`MessageRecord`] (JSON, versioned) |
+//! | `b/<id>`                     | the message as submitted, byte for byte |
+//! | `q/<due ms, 8 bytes BE><id>` | empty: the due index the scheduler range-scans |
+//!
+//! Durability is shared: writers apply their batch, then wait on the
+//! [`commit::Committer`], which fsyncs once for everyone waiting.
+
+pub mod commit;
+pub mod records;
+
+pub use records::{MessageRecord, Recipient, RcptStatus};
+
+use crate::id::MessageId;
+use commit::Committer;
+use sled::IVec;
+use std::path::Path;
+
+const META: u8 = b'm';
+const BODY: u8 = b'b';
+const DUE: u8 = b'q';
+
+/// Anything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("the database could not be flushed to disk: {0}")]
+    Flush(String),
+}
+
+/// Handle to the open database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    spool: sled::Tree,
+    committer: Committer,
+}
+
+fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    k[0] = prefix;
+    k[1] = b'/';
+    k[2..].copy_from_slice(id.as_bytes());
+    k
+}
+
+fn due_key(due_ms: i64, id: &MessageId) -> [u8; 26] {
+    let mut k = [0u8; 26];
+    k[0] = DUE;
+    k[1] = b'/';
+    k[2..10].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k[10..].copy_from_slice(id.as_bytes());
+    k
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, with a page cache of
+    /// `cache_mb` MiB. Fails if another process holds it.
+    pub fn open(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        let db = sled::Config::new()
+            .path(dir.join("herald.sled"))
+            .cache_capacity(cache_mb * 1024 * 1024)
+            // We flush explicitly (group commit); no need for sled's timer.
+            .flush_every_ms(None)
+            .open()?;
+        let spool = db.open_tree("spool")?;
+        let committer = Committer::start(db.clone());
+        Ok(Self { db, spool, committer })
+    }
+
+    /// The underlying database, for modules that keep their own trees.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Waits until everything written so far is on disk.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.committer.durable().await
+    }
+
+    /// How many fsyncs the committer has done (for the benchmark).
+    pub fn flushes(&self) -> u64 {
+        self.committer.flushes()
+    }
+
+    /// Spools a new message: record, body and due key in one batch, then
+    /// waits for a shared flush. Returns once the message is on disk.
+    pub async fn spool(&self, record: &MessageRecord, body: Vec<u8>) -> Result<(), StoreError> {
+        let id = record.id;
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(META, &id), record.encode());
+        batch.insert(&key(BODY, &id), IVec::from(body));
+        batch.insert(&due_key(record.due_ms, &id), &[]);
+        self.spool.apply_batch(batch)?;
+        self.durable().await
+    }
+
+    /// Rewrites a record and moves its due key, atomically; `old_due` is the
+    /// due time the record had when it was read.
+    pub fn update(&self, record: &MessageRecord, old_due: Option<i64>) -> Result<(), StoreError> {
+        let id = record.id;
+        let mut batch = sled::Batch::default();
+        if let Some(old) = old_due {
+            batch.remove(&due_key(old, &id));
+        }
+        batch.insert(&key(META, &id), record.encode());
+        if !record.is_finished() {
+            batch.insert(&due_key(record.due_ms, &id), &[]);
+        }
+        self.spool.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        match self.spool.get(key(META, id))? {
+            Some(v) => MessageRecord::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The message as submitted.
+    pub fn body(&self, id: &MessageId) -> Result<Option<IVec>, StoreError> {
+        Ok(self.spool.get(key(BODY, id))?)
+    }
+
+    /// Up to `limit` (due ms, id) pairs due at or before `now_ms`, oldest first.
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(i64, MessageId)>, StoreError> {
+        let start = due_key(0, &MessageId::MIN);
+        let end = due_key(now_ms.saturating_add(1), &MessageId::MIN);
+        let mut out = Vec::new();
+        for item in self.spool.range(start..end).take(limit) {
+            let (k, _) = item?;
+            out.push(decode_due(&k)?);
+        }
+        Ok(out)
+    }
+
+    /// The earliest due time in the queue, if anything is queued.
+    pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        match self.spool.scan_prefix([DUE, b'/']).next() {
+            Some(item) => Ok(Some(decode_due(&item?.0)?.0)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every message record, in id order (for the CLI and API listings).
+    pub fn messages(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
+        self.spool
+            .scan_prefix([META, b'/'])
+            .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
+    }
+
+    /// Removes a message entirely (record, body, due key).
+    pub fn remove(&self, record: &MessageRecord) -> Result<(), StoreError> {
+        let id = record.id;
+        let mut batch = sled::Batch::default();
+        batch.remove(&key(META, &id));
+        batch.remove(&key(BODY, &id));
+        batch.remove(&due_key(record.due_ms, &id));
+        self.spool.apply_batch(batch)?;
+        Ok(())
+    }
+}
+
+fn decode_due(k: &[u8]) -> Result<(i64, MessageId), StoreError> {
+    let corrupt = || StoreError::Corrupt { key: String::from_utf8_lossy(k).into_owned(), reason: "bad due key".into() };
+    if k.len() != 26 {
+        return Err(corrupt());
+    }
+    let due = u64::from_be_bytes(k[2..10].try_into().map_err(|_| corrupt())?) as i64;
+    let id = std::str::from_utf8(&k[10..]).ok().and_then(MessageId::parse).ok_or_else(corrupt)?;
+    Ok((due, id))
+}

@@ -1,0 +1,87 @@
+//! DATA (RFC 5321 §4.1.1.4): take the message, check it, spool it, and
+//! say 250 only once it is on disk.
+//!
+//! smtp-proto's receiver ends DATA only at `<CRLF>.<CRLF>`; here a message
+//! holding a bare CR or LF is then refused as a whole, so nothing a
+//! smuggler hides behind `\n.\n` ever reaches the queue.
+
+use super::session::{State, Step};
+use super::{Reply, SharedContext, reply::common};
+use crate::id::MessageId;
+use crate::message::{check_from, find_forbidden, received_header};
+use crate::store::{MessageRecord, RcptStatus, Recipient, records::RECORD_VERSION};
+
+/// `DATA`: check the transaction, then invite the message.
+pub fn data(state: &mut State) -> Step {
+    match &state.tx {
+        None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
+        Some(tx) if tx.rcpts.is_empty() => Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients")),
+        Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
+    }
+}
+
+pub fn too_big(limit: usize) -> Reply {
+    Reply::new(552, [5, 3, 4], format!("Message size exceeds the limit of {limit} bytes"))
+}
+
+/// The end of DATA: `body` is the whole message, dot-unstuffed.
+pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Reply {
+    let Some(tx) = state.tx.take() else {
+        return common::bad_sequence("Need MAIL before DATA");
+    };
+    if body.len() > ctx.limits.max_message_size {
+        return too_big(ctx.limits.max_message_size);
+    }
+    if let Some(kind) = find_forbidden(&body) {
+        let what = kind.describe();
+        tracing::warn!(peer = %state.peer, what, "message refused: forbidden bytes (possible SMTP smuggling)");
+        return Reply::new(550, [5, 5, 2], format!("Message refused: it contains {what}; every line must end with CRLF"));
+    }
+    let from = match check_from(&body) {
+        Ok(from) => from,
+        Err(e) => {
+            tracing::info!(peer = %state.peer, error = %e, "message refused: From header");
+            return Reply::new(550, [5, 6, 0], format!("Message refused: {e}"));
+        }
+    };
+    let now = ctx.clock.now_ms();
+    let id = MessageId::generate(now);
+    let helo = state.helo.clone().unwrap_or_default();
+    let client_ip = state.peer.ip().to_canonical().to_string();
+    let single_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].as_str());
+    let received = received_header(&helo, &client_ip, &ctx.hostname, state.tls, state.auth_user.is_some(), id.as_str(), single_rcpt, now / 1000);
+    let record = MessageRecord {
+        v: RECORD_VERSION,
+        id,
+        received_ms: now,
+        mail_from: tx.mail_from,
+        from_address: from.address,
+        from_domain: from.domain,
+        auth_user: state.auth_user.clone(),
+        client_addr: client_ip,
+        client_helo: helo,
+        tls: state.tls,
+        size: body.len(),
+        received_header: received,
+        recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued }).collect(),
+        due_ms: now,
+    };
+    match ctx.store.spool(&record, body).await {
+        Ok(()) => {
+            tracing::info!(
+                msg_id = %id,
+                from = %record.from_address,
+                mail_from = %record.mail_from,
+                rcpts = record.recipients.len(),
+                size = record.size,
+                user = record.auth_user.as_deref().unwrap_or("-"),
+                "queued"
+            );
+            Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}"))
+        }
+        Err(e) => {
+            tracing::error!(msg_id = %id, error = %e, "could not spool message");
+            common::local_error()
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! MAIL FROM (RFC 5321 §4.1.1.2): start a transaction. This is where the
+//! relay decides who may send at all: an authenticated user, or a client
+//! from `relay.allow_networks`. Nobody else relays.
+
+use super::session::{State, Step, Transaction};
+use super::{Reply, SharedContext, reply::common};
+use smtp_proto::MailFrom;
+use std::borrow::Cow;
+
+pub fn mail(state: &mut State, ctx: &SharedContext, from: MailFrom<Cow<'_, str>>) -> Step {
+    if state.helo.is_none() {
+        return Step::Reply(common::bad_sequence("Send EHLO first"));
+    }
+    if state.auth_user.is_none() && !state.trusted_network {
+        return Step::Reply(if state.auth_allowed() || state.mode.tls == crate::config::ListenerTls::None {
+            Reply::new(530, [5, 7, 0], "Authentication required")
+        } else {
+            Reply::new(530, [5, 7, 0], "Must issue a STARTTLS command first, then authenticate")
+        });
+    }
+    if state.tx.is_some() {
+        return Step::Reply(common::bad_sequence("Nested MAIL command"));
+    }
+    if from.size > ctx.limits.max_message_size {
+        return Step::Reply(Reply::new(552, [5, 3, 4], format!("Message size exceeds the limit of {} bytes", ctx.limits.max_message_size)));
+    }
+    let address = from.address.trim();
+    if !address.is_empty() && !valid_address(address) {
+        return Step::Reply(Reply::new(501, [5, 1, 7], "Bad sender address syntax"));
+    }
+    state.tx = Some(Transaction { mail_from: address.to_string(), rcpts: Vec::new() });
+    Step::Reply(Reply::new(250, [2, 1, 0], "Sender ok"))
+}
+
+/// `local@domain` with both parts present and no spaces or angle brackets.
+pub fn valid_address(address: &str) -> bool {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !address.contains(|c: char| c.is_whitespace() || c == '<' || c == '>')
+                && crate::config::is_domain(domain)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn addresses() {
+        for (a, ok) in [("a@b.example", true), ("a.b+c@x", true), ("@b.example", false), ("a@", false), ("a b@c", false), ("nodomain", false), ("a@b..c", false), ("ü@bücher.example", true)] {
+            assert_eq!(super::valid_address(a), ok, "{a}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! SMTP submission: where the billing app hands mail to the relay.
+//!
+//! `listener` accepts connections (plain, STARTTLS-capable or implicit
+//! TLS) and bounds their number; `session` runs one SMTP conversation and
+//! dispatches each command to its verb's module (`ehlo`, `auth`, `mail`,
+//! `rcpt`, `data`); handlers return [`Reply`] values.
+
+mod auth;
+mod data;
+mod dot;
+mod ehlo;
+mod listener;
+mod mail;
+mod rcpt;
+pub mod reply;
+mod session;
+
+pub use auth::{Users, hash_password};
+pub use listener::{Acceptors, Listener, spawn_listeners};
+pub use reply::Reply;
+pub use session::Session;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, ListenerTls, LimitsConfig};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// What every session shares: configuration, the spool, TLS, the clock.
+pub struct Context {
+    pub hostname: String,
+    pub limits: LimitsConfig,
+    pub users: Users,
+    pub allow_networks: Vec<ipnet::IpNet>,
+    pub store: Store,
+    pub clock: SharedClock,
+    pub tls: Option<TlsAcceptor>,
+    /// Flips to `true` when the relay is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Context {
+    pub fn new(config: &Config, store: Store, clock: SharedClock, tls: Option<TlsAcceptor>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            hostname: config.server.hostname.clone(),
+            limits: config.limits.clone(),
+            users: Users::from_config(&config.users),
+            allow_networks: config.relay.networks(),
+            store,
+            clock,
+            tls,
+            shutdown,
+        }
+    }
+}
+
+/// Per-listener facts a session needs.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerMode {
+    pub tls: ListenerTls,
+    pub allow_auth_without_tls: bool,
+}
+
+pub type SharedContext = Arc<Context>;
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+pub async fn stopping(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|&stop| stop).await.map(|_| ());
+}

@@ -1,0 +1,24 @@
+//! RCPT TO (RFC 5321 §4.1.1.3): add a recipient to the transaction.
+
+use super::session::{State, Step};
+use super::{Reply, SharedContext, mail::valid_address, reply::common};
+use smtp_proto::RcptTo;
+use std::borrow::Cow;
+
+pub fn rcpt(state: &mut State, ctx: &SharedContext, to: RcptTo<Cow<'_, str>>) -> Step {
+    let Some(tx) = state.tx.as_mut() else {
+        return Step::Reply(common::bad_sequence("Need MAIL before RCPT"));
+    };
+    let address = to.address.trim();
+    if !valid_address(address) {
+        return Step::Reply(Reply::new(501, [5, 1, 3], "Bad recipient address syntax"));
+    }
+    if tx.rcpts.len() >= ctx.limits.max_recipients {
+        // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest later.
+        return Step::Reply(Reply::new(452, [4, 5, 3], format!("Too many recipients; at most {} per message", ctx.limits.max_recipients)));
+    }
+    if !tx.rcpts.iter().any(|r| r.eq_ignore_ascii_case(address)) {
+        tx.rcpts.push(address.to_string());
+    }
+    Step::Reply(Reply::new(250, [2, 1, 5], "Recipient ok"))
+}

@@ -1,0 +1,84 @@
+//! SMTP replies as values. Handlers build a [`Reply`]; only
+//! [`Reply::write_to`] turns one into bytes.
+
+use std::borrow::Cow;
+
+/// One SMTP reply: code, enhanced status (RFC 3463) and text lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// Enhanced status code; `None` for the greeting and EHLO/HELO
+    /// replies, which RFC 2034 leaves without one.
+    pub status: Option<[u8; 3]>,
+    pub lines: Vec<Cow<'static, str>>,
+}
+
+impl Reply {
+    /// A one-line reply with an enhanced status code.
+    pub fn new(code: u16, status: [u8; 3], text: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, status: Some(status), lines: vec![text.into()] }
+    }
+
+    /// A reply without an enhanced status code.
+    pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        Self { code, status: None, lines: vec![text.into()] }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// Appends the wire form to `out`. Line breaks in texts become
+    /// continuation lines, so no text can end a reply early.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let lines: Vec<&str> = self.lines.iter().flat_map(|l| l.split(['\r', '\n'])).filter(|l| !l.is_empty()).collect();
+        let lines = if lines.is_empty() { vec![""] } else { lines };
+        let last = lines.len() - 1;
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            out.extend_from_slice(format!("{}{sep}", self.code).as_bytes());
+            if let Some([a, b, c]) = self.status {
+                out.extend_from_slice(format!("{a}.{b}.{c} ").as_bytes());
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Replies used from more than one place.
+pub mod common {
+    use super::Reply;
+
+    pub fn bad_sequence(text: &'static str) -> Reply {
+        Reply::new(503, [5, 5, 1], text)
+    }
+
+    pub fn syntax(text: impl Into<std::borrow::Cow<'static, str>>) -> Reply {
+        Reply::new(501, [5, 5, 4], text)
+    }
+
+    pub fn local_error() -> Reply {
+        Reply::new(451, [4, 3, 0], "Local error in processing; nothing was queued, please try again later")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_forms() {
+        let cases = [
+            (Reply::new(250, [2, 0, 0], "Ok"), "250 2.0.0 Ok\r\n"),
+            (Reply::plain(220, "relay ESMTP"), "220 relay ESMTP\r\n"),
+            (Reply::new(550, [5, 6, 0], "a\r\nb"), "550-5.6.0 a\r\n550 5.6.0 b\r\n"),
+            (Reply { code: 250, status: None, lines: vec!["host".into(), "SIZE 10".into()] }, "250-host\r\n250 SIZE 10\r\n"),
+        ];
+        for (reply, want) in cases {
+            let mut out = Vec::new();
+            reply.write_to(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+}

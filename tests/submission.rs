@@ -1,0 +1,268 @@
+//! SMTP submission over real sockets and real TLS on loopback.
+
+mod support;
+
+use herald::bench::client::Client;
+use support::*;
+
+#[tokio::test]
+async fn starttls_auth_message_is_stored_byte_for_byte() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let body = message("invoice@customer.example", "t1");
+    let reply = c.send_message("invoice@customer.example", &["payer@example.net", "second@example.org"], &body).await.unwrap();
+    let id = queued_id(&reply);
+    assert_eq!(reply.status(), Some("2.0.0"));
+
+    let store = &relay.running().store;
+    assert_eq!(store.body(&id).unwrap().unwrap().as_ref(), body.as_slice(), "stored bytes differ from submitted bytes");
+    let record = store.message(&id).unwrap().unwrap();
+    assert_eq!(record.mail_from, "invoice@customer.example");
+    assert_eq!(record.from_domain, "customer.example");
+    assert_eq!(record.auth_user.as_deref(), Some(USER));
+    assert!(record.tls);
+    let rcpts: Vec<_> = record.recipients.iter().map(|r| (r.address.as_str(), r.status)).collect();
+    assert_eq!(rcpts, [("payer@example.net", herald::store::RcptStatus::Queued), ("second@example.org", herald::store::RcptStatus::Queued)]);
+    assert!(record.received_header.contains(&format!("with ESMTPSA id {id}")), "{}", record.received_header);
+    assert_eq!(store.due(i64::MAX, 10).unwrap().len(), 1, "message must be in the due index");
+}
+
+#[tokio::test]
+async fn implicit_tls_submission() {
+    let relay = TestRelay::start().await;
+    let (mut c, greeting) = Client::connect_tls(relay.implicit_addr(), &relay.tls, "localhost").await.unwrap();
+    assert_eq!(greeting.code, 220);
+    let ehlo = c.ehlo("client.test").await.unwrap();
+    assert!(!ehlo.lines.iter().any(|l| l == "STARTTLS"), "no STARTTLS on implicit TLS: {ehlo:?}");
+    assert!(ehlo.lines.iter().any(|l| l == "AUTH PLAIN LOGIN"), "{ehlo:?}");
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let id = queued_id(&c.send_message("a@customer.example", &["b@example.net"], &message("a@customer.example", "t2")).await.unwrap());
+    assert!(relay.running().store.message(&id).unwrap().unwrap().tls);
+}
+
+#[tokio::test]
+async fn ehlo_advertises_extensions() {
+    let relay = TestRelay::start().await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    let ehlo = c.ehlo("client.test").await.unwrap();
+    for ext in ["PIPELINING", "SIZE 200000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "STARTTLS"] {
+        assert!(ehlo.lines.iter().any(|l| l == ext), "missing {ext} in {ehlo:?}");
+    }
+    assert!(!ehlo.lines.iter().any(|l| l.starts_with("AUTH")), "AUTH must not be offered before TLS: {ehlo:?}");
+}
+
+#[tokio::test]
+async fn auth_before_starttls_is_refused() {
+    let relay = TestRelay::start().await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let r = c.auth_plain(USER, PASSWORD).await.unwrap();
+    assert_eq!((r.code, r.status()), (538, Some("5.7.11")), "{r:?}");
+    let r = c.command("MAIL FROM:<a@customer.example>").await.unwrap();
+    assert_eq!((r.code, r.status()), (530, Some("5.7.0")), "{r:?}");
+}
+
+#[tokio::test]
+async fn auth_allowed_without_tls_when_configured() {
+    let relay = TestRelay::start_with(|c| c.listeners[0].allow_auth_without_tls = true).await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+}
+
+#[tokio::test]
+async fn auth_login_mechanism() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.tls_client().await;
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    assert_eq!(c.command("AUTH LOGIN").await.unwrap().code, 334);
+    assert_eq!(c.command(&b64(USER)).await.unwrap().code, 334);
+    assert_eq!(c.command(&b64(PASSWORD)).await.unwrap().code, 235);
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_then_the_connection_dropped() {
+    let relay = TestRelay::start().await; // max_auth_failures = 2
+    let mut c = relay.tls_client().await;
+    let r = c.auth_plain(USER, "wrong").await.unwrap();
+    assert_eq!((r.code, r.status()), (535, Some("5.7.8")), "{r:?}");
+    let r = c.auth_plain("nobody", PASSWORD).await.unwrap();
+    assert_eq!((r.code, r.status()), (421, Some("4.7.0")), "{r:?}");
+    assert!(c.is_closed().await, "connection must be closed after the configured number of failures");
+}
+
+#[tokio::test]
+async fn unauthenticated_relaying_is_refused() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.tls_client().await;
+    let r = c.command("MAIL FROM:<a@customer.example>").await.unwrap();
+    assert_eq!((r.code, r.status()), (530, Some("5.7.0")), "{r:?}");
+    let r = c.command("RCPT TO:<victim@example.net>").await.unwrap();
+    assert_eq!((r.code, r.status()), (503, Some("5.5.1")), "{r:?}");
+    let r = c.command("DATA").await.unwrap();
+    assert_eq!(r.code, 503, "{r:?}");
+    assert_eq!(relay.running().store.messages().count(), 0);
+}
+
+#[tokio::test]
+async fn allowed_network_submits_without_auth() {
+    let relay = TestRelay::start_with(|c| c.relay.allow_networks = vec!["127.0.0.0/8".into()]).await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let reply = c.send_message("a@customer.example", &["b@example.net"], &message("a@customer.example", "t3")).await.unwrap();
+    let record = relay.running().store.message(&queued_id(&reply)).unwrap().unwrap();
+    assert_eq!(record.auth_user, None);
+}
+
+/// Each sequence a smuggler might use as an end of data. None may end
+/// DATA here; the message holding it is refused as a whole and the
+/// commands hidden behind it are never executed.
+#[tokio::test]
+async fn smuggling_sequences_do_not_end_data_and_are_refused() {
+    let relay = TestRelay::start().await;
+    let sequences: &[&[u8]] = &[b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r\n\x00.\r\n", b"\r.\r\n", b"\n.\r", b"\r\n.\n", b"\r\n.\r\r\n"];
+    let mut c = relay.authed().await;
+    for seq in sequences {
+        for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
+            let reply = c.command(r).await.unwrap();
+            assert!(reply.code == 250 || reply.code == 354, "{r}: {reply:?}");
+        }
+        let mut data = b"From: a@customer.example\r\nSubject: s\r\n\r\nfirst".to_vec();
+        data.extend_from_slice(seq);
+        data.extend_from_slice(b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nFrom: evil@customer.example\r\n\r\nsmuggled\r\n.\r\n");
+        c.send_raw(&data).await.unwrap();
+        let r = c.read_reply().await.unwrap();
+        assert_eq!((r.code, r.status()), (550, Some("5.5.2")), "sequence {:?}: {r:?}", String::from_utf8_lossy(seq));
+        // The next reply must answer our NOOP, not a smuggled command.
+        let r = c.command("NOOP").await.unwrap();
+        assert_eq!(r.code, 250, "sequence {:?}: {r:?}", String::from_utf8_lossy(seq));
+    }
+    assert_eq!(relay.running().store.messages().count(), 0, "nothing may be queued");
+}
+
+/// DATA fed in small chunks still ends only at CRLF.CRLF.
+#[tokio::test]
+async fn data_in_chunks() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
+        c.command(r).await.unwrap();
+    }
+    let body = b"From: a@customer.example\r\nSubject: chunks\r\n\r\nline\r\n..dotted\r\nend\r\n.\r\n";
+    for chunk in body.chunks(3) {
+        c.send_raw(chunk).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let id = queued_id(&c.read_reply().await.unwrap());
+    let stored = relay.running().store.body(&id).unwrap().unwrap();
+    assert_eq!(stored.as_ref(), b"From: a@customer.example\r\nSubject: chunks\r\n\r\nline\r\n.dotted\r\nend\r\n");
+}
+
+#[tokio::test]
+async fn from_header_rule() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let cases: [(&str, &str); 4] = [
+        ("To: b@example.net\r\nSubject: none\r\n\r\nx\r\n", "no From header"),
+        ("From: a@customer.example, c@customer.example\r\n\r\nx\r\n", "2 addresses"),
+        ("From: a@customer.example\r\nFrom: c@customer.example\r\n\r\nx\r\n", "2 From headers"),
+        ("From: undisclosed:;\r\n\r\nx\r\n", "no address"),
+    ];
+    for (body, words) in cases {
+        let r = c.send_message("a@customer.example", &["b@example.net"], body.as_bytes()).await.unwrap();
+        assert_eq!((r.code, r.status()), (550, Some("5.6.0")), "{body:?}: {r:?}");
+        assert!(r.text().contains(words), "reply should name the problem ({words}): {r:?}");
+    }
+    assert_eq!(relay.running().store.messages().count(), 0);
+}
+
+#[tokio::test]
+async fn oversize_is_refused_with_552() {
+    let relay = TestRelay::start().await; // max_message_size = 200000
+    let mut c = relay.authed().await;
+    let r = c.command("MAIL FROM:<a@customer.example> SIZE=300000").await.unwrap();
+    assert_eq!((r.code, r.status()), (552, Some("5.3.4")), "{r:?}");
+    let mut body = message("a@customer.example", "big");
+    body.extend(std::iter::repeat_n(b"x".repeat(98).into_iter().chain(*b"\r\n"), 2100).flatten());
+    let r = c.send_message("a@customer.example", &["b@example.net"], &body).await.unwrap();
+    assert_eq!((r.code, r.status()), (552, Some("5.3.4")), "{r:?}");
+    // The session is still usable and in sync.
+    let id = queued_id(&c.send_message("a@customer.example", &["b@example.net"], &message("a@customer.example", "small")).await.unwrap());
+    assert_eq!(relay.running().store.messages().count(), 1);
+    assert!(relay.running().store.message(&id).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn too_many_recipients_get_452() {
+    let relay = TestRelay::start().await; // max_recipients = 5
+    let mut c = relay.authed().await;
+    assert_eq!(c.command("MAIL FROM:<a@customer.example>").await.unwrap().code, 250);
+    for i in 0..5 {
+        assert_eq!(c.command(&format!("RCPT TO:<r{i}@example.net>")).await.unwrap().code, 250);
+    }
+    let r = c.command("RCPT TO:<r5@example.net>").await.unwrap();
+    assert_eq!((r.code, r.status()), (452, Some("4.5.3")), "{r:?}");
+}
+
+#[tokio::test]
+async fn overlong_command_line_is_refused() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let r = c.command(&format!("NOOP {}", "x".repeat(3000))).await.unwrap();
+    assert_eq!((r.code, r.status()), (500, Some("5.5.2")), "{r:?}");
+    assert_eq!(c.command("NOOP").await.unwrap().code, 250);
+}
+
+#[tokio::test]
+async fn bad_sequences_and_syntax() {
+    let relay = TestRelay::start().await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    let r = c.command("MAIL FROM:<a@customer.example>").await.unwrap();
+    assert_eq!((r.code, r.status()), (503, Some("5.5.1")), "MAIL before EHLO: {r:?}");
+    assert_eq!(c.command("FOO").await.unwrap().code, 500);
+    assert_eq!(c.command("BDAT 10 LAST").await.unwrap().code, 502);
+    assert!(c.is_closed().await);
+}
+
+#[tokio::test]
+async fn connection_limit_answers_421() {
+    let relay = TestRelay::start_with(|c| c.limits.max_connections = 1).await;
+    let (_first, g) = Client::connect(relay.starttls_addr()).await.unwrap();
+    assert_eq!(g.code, 220);
+    let (_second, g) = Client::connect(relay.starttls_addr()).await.unwrap();
+    assert_eq!((g.code, g.status()), (421, Some("4.7.0")), "{g:?}");
+}
+
+#[tokio::test]
+async fn idle_session_times_out_with_421() {
+    let relay = TestRelay::start_with(|c| c.limits.command_timeout_secs = 1).await;
+    let (mut c, _) = Client::connect(relay.starttls_addr()).await.unwrap();
+    let r = c.read_reply().await.unwrap();
+    assert_eq!((r.code, r.status()), (421, Some("4.4.2")), "{r:?}");
+}
+
+/// A session in the middle of DATA when shutdown begins still gets its
+/// message queued and its 250; idle sessions are told 421.
+#[tokio::test]
+async fn graceful_shutdown_finishes_data() {
+    let mut relay = TestRelay::start().await;
+    let mut busy = relay.authed().await;
+    let mut idle = relay.authed().await;
+    for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
+        busy.command(r).await.unwrap();
+    }
+    busy.send_raw(b"From: a@customer.example\r\nSubject: late\r\n\r\nhalf").await.unwrap();
+    let store = relay.running().store.clone();
+    let stopping = tokio::spawn({
+        let running = relay.running.take().unwrap();
+        async move { running.shutdown().await }
+    });
+    let r = idle.read_reply().await.unwrap();
+    assert_eq!((r.code, r.status()), (421, Some("4.3.2")), "{r:?}");
+    busy.send_raw(b" done\r\n.\r\n").await.unwrap();
+    let id = queued_id(&busy.read_reply().await.unwrap());
+    stopping.await.unwrap();
+    assert!(store.message(&id).unwrap().is_some());
+    relay.stop().await;
+}
