@@ -3,6 +3,10 @@
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ListenerTls};
+use crate::delivery::{Dispatcher, Preparer, Settings};
+use crate::dkim::KeyStore;
+use crate::dns::Dns;
+use crate::queue::QueueCore;
 use crate::store::Store;
 use crate::submission::{self, Acceptors, Context, Listener};
 use std::net::SocketAddr;
@@ -15,8 +19,10 @@ pub struct Running {
     /// The bound submission addresses, in `[[listener]]` order.
     pub addrs: Vec<SocketAddr>,
     pub store: Store,
+    pub queue: Arc<QueueCore>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
+    scheduler: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -34,9 +40,21 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     }
     let addrs = listeners.iter().map(Listener::local_addr).collect();
     let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let dns = Dns::from_config(&config.dns)?;
+    let keys = KeyStore::open(store.db()).map_err(|e| format!("`server.data_dir`: {e}"))?;
+    let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone());
+    // The relay's own key exists from the first start, so its DNS record
+    // can be published before any mail goes out.
+    let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
+    relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
+    let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
+    let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
+    let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
+
     let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, shutdown_rx));
     let acceptors = submission::spawn_listeners(ctx, listeners);
-    Ok(Running { addrs, store, shutdown, acceptors, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+    Ok(Running { addrs, store, queue, shutdown, acceptors, scheduler, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
 }
 
 impl Running {
@@ -47,6 +65,7 @@ impl Running {
         if tokio::time::timeout(self.grace, self.acceptors.drained()).await.is_err() {
             tracing::warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
         }
+        let _ = self.scheduler.await;
         if let Err(e) = self.store.durable().await {
             tracing::error!(error = %e, "final flush failed");
         }

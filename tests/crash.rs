@@ -16,7 +16,8 @@ fn free_port() -> u16 {
 fn write_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let text = format!(
         "[server]\nhostname = \"relay.test\"\ndata_dir = \"data\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
-         [[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n",
+         [[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n\
+         [dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout_secs = 1\n[[route]]\ndomain = \"*\"\nhost = \"127.0.0.1\"\nport = 9\n[queue]\nretry_schedule = [\"1h\"]\n",
         password_hash()
     );
     let file = dir.join("relay.toml");

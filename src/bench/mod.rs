@@ -3,6 +3,7 @@
 //! messages per second and the latency from end of DATA to the 250.
 
 pub mod client;
+pub mod sink;
 
 use client::Client;
 use std::net::SocketAddr;
@@ -15,6 +16,18 @@ use std::time::{Duration, Instant};
 pub enum BenchCommand {
     /// Submit N messages over C sessions to a running relay.
     Submit(SubmitArgs),
+    /// Run a receiving SMTP server that counts what it is sent.
+    Sink(SinkArgs),
+}
+
+#[derive(clap::Args, Clone)]
+pub struct SinkArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:2600")]
+    pub addr: SocketAddr,
+    /// Offer STARTTLS (with a throwaway self-signed certificate).
+    #[arg(long)]
+    pub starttls: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -99,6 +112,7 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             println!("submit n={} size={} c={}: {report}", args.count, args.size, args.concurrency);
             Ok(())
         }
+        BenchCommand::Sink(args) => sink::run(args.addr, args.starttls).await,
     }
 }
 

@@ -5,7 +5,10 @@
 //! rejected on the spot, so that [`validate`] can report every mistake in
 //! one go, each naming its key and the fix.
 
+mod outbound;
 mod validate;
+
+pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
 pub use validate::{ConfigError, ConfigErrors, is_domain, is_hostname, validate};
 
@@ -34,6 +37,13 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    pub dns: DnsConfig,
+    pub identity: IdentityConfig,
+    pub queue: QueueConfig,
+    pub delivery: DeliveryConfig,
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    pub admin: AdminConfig,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).
@@ -282,6 +292,14 @@ impl Config {
         let mut copy = self.clone();
         for user in &mut copy.users {
             user.password_hash = "<redacted>".into();
+        }
+        for route in &mut copy.routes {
+            if route.password.is_some() {
+                route.password = Some("<redacted>".into());
+            }
+        }
+        if !copy.admin.token.is_empty() {
+            copy.admin.token = "<redacted>".into();
         }
         toml::to_string(&copy).unwrap_or_else(|e| format!("<unprintable: {e}>"))
     }

@@ -66,7 +66,7 @@ impl Collector {
 /// Validates everything; `Ok` only when nothing is wrong.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -79,7 +79,104 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         c.push("log.level", format!("`{}` is not a log filter", config.log.level), "use error, warn, info, debug or trace (or `herald=debug`)");
     }
+    dns(config, &mut c);
+    identity(config, &mut c);
+    queue(config, &mut c);
+    delivery(config, &mut c);
+    routes(config, &mut c);
+    admin(config, &mut c);
     if c.0.is_empty() { Ok(()) } else { Err(ConfigErrors(c.0)) }
+}
+
+fn dns(config: &Config, c: &mut Collector) {
+    let d = &config.dns;
+    c.unknown("dns", &d.unknown, &["nameservers", "timeout_secs", "attempts", "cache"]);
+    for (i, ns) in d.nameservers.iter().enumerate() {
+        if ns.parse::<SocketAddr>().is_err() && ns.parse::<std::net::IpAddr>().is_err() {
+            c.push(format!("dns.nameservers[{i}]"), format!("`{ns}` is not an address"), "write `192.0.2.53` or `127.0.0.1:5353`");
+        }
+    }
+    c.range("dns.timeout_secs", d.timeout_secs, 1, 60, "seconds per query");
+    c.range("dns.attempts", d.attempts, 1, 10, "tries per query");
+}
+
+fn identity(config: &Config, c: &mut Collector) {
+    let i = &config.identity;
+    c.unknown("identity", &i.unknown, &["domain", "bounce_domain", "dkim_selector", "relay_name", "rewrite_from"]);
+    for (key, value) in [("identity.domain", &i.domain), ("identity.bounce_domain", &i.bounce_domain)] {
+        if !is_hostname(value) {
+            c.push(key, format!("`{value}` is not a domain name"), "use a domain you control, e.g. `relay.example.net`");
+        }
+    }
+    if !is_hostname(&i.dkim_selector) || i.dkim_selector.contains('.') {
+        c.push("identity.dkim_selector", format!("`{}` is not a DKIM selector", i.dkim_selector), "use one label of letters, digits and hyphens");
+    }
+    if i.relay_name.trim().is_empty() || i.relay_name.contains(['"', '\\', '\r', '\n']) {
+        c.push("identity.relay_name", "empty or holds quotes, backslashes or line breaks", "use a plain name such as `Acme Billing`");
+    }
+}
+
+fn queue(config: &Config, c: &mut Collector) {
+    let q = &config.queue;
+    c.unknown("queue", &q.unknown, &["retry_schedule", "lifetime", "retire_after", "workers", "per_domain", "dsn"]);
+    if q.retry_schedule.is_empty() {
+        c.push("queue.retry_schedule", "empty", "list the delays between attempts, e.g. [\"1m\", \"5m\", \"1h\"]");
+    }
+    for (i, d) in q.retry_schedule.iter().enumerate() {
+        match super::parse_duration(d) {
+            Ok(d) if d.is_zero() => c.push(format!("queue.retry_schedule[{i}]"), "a zero delay would retry in a hot loop", "use at least `1s`"),
+            Ok(_) => {}
+            Err(e) => c.push(format!("queue.retry_schedule[{i}]"), e, "write durations like `30s`, `5m`, `2h` or `1d`"),
+        }
+    }
+    for (key, value) in [("queue.lifetime", &q.lifetime), ("queue.retire_after", &q.retire_after)] {
+        if let Err(e) = super::parse_duration(value) {
+            c.push(key, e, "write a duration like `5d` or `12h`");
+        }
+    }
+    c.range("queue.workers", q.workers, 1, 10_000, "attempts in flight");
+    c.range("queue.per_domain", q.per_domain, 1, 1_000, "connections per destination domain");
+}
+
+fn delivery(config: &Config, c: &mut Collector) {
+    let d = &config.delivery;
+    c.unknown("delivery", &d.unknown, &["mx_port", "tls", "connect_timeout_secs", "command_timeout_secs", "max_messages_per_connection", "idle_secs"]);
+    c.range("delivery.mx_port", d.mx_port, 1, 65535, "TCP port");
+    c.range("delivery.connect_timeout_secs", d.connect_timeout_secs, 1, 600, "seconds");
+    c.range("delivery.command_timeout_secs", d.command_timeout_secs, 1, 3600, "seconds");
+    c.range("delivery.max_messages_per_connection", d.max_messages_per_connection, 1, 100_000, "messages");
+    c.range("delivery.idle_secs", d.idle_secs, 0, 3600, "seconds");
+}
+
+fn routes(config: &Config, c: &mut Collector) {
+    let mut seen = BTreeSet::new();
+    for (i, r) in config.routes.iter().enumerate() {
+        let key = format!("route[{i}]");
+        c.unknown(&key, &r.unknown, &["domain", "host", "port", "tls", "username", "password"]);
+        if r.domain != "*" && !is_hostname(&r.domain) {
+            c.push(format!("{key}.domain"), format!("`{}` is not a domain", r.domain), "use a domain such as `example.net`, or `*` for everything");
+        } else if !seen.insert(r.domain.to_ascii_lowercase()) {
+            c.push(format!("{key}.domain"), format!("a route for `{}` already exists", r.domain), "keep one route per domain");
+        }
+        if r.host.parse::<std::net::IpAddr>().is_err() && !is_hostname(&r.host) {
+            c.push(format!("{key}.host"), format!("`{}` is not a host name or address", r.host), "set the smarthost, e.g. `smtp.example.net` or `127.0.0.1`");
+        }
+        c.range(&format!("{key}.port"), r.port, 1, 65535, "TCP port");
+        if r.username.is_some() != r.password.is_some() {
+            c.push(format!("{key}.password"), "username and password go together", "set both or neither");
+        }
+    }
+}
+
+fn admin(config: &Config, c: &mut Collector) {
+    let a = &config.admin;
+    c.unknown("admin", &a.unknown, &["address", "token"]);
+    if a.address.parse::<SocketAddr>().is_err() {
+        c.push("admin.address", format!("`{}` is not an IP address with a port", a.address), "write it as `127.0.0.1:8025`");
+    }
+    if !a.token.is_empty() && a.token.len() < 16 {
+        c.push("admin.token", "shorter than 16 characters", "use a long random token, e.g. `openssl rand -hex 24`");
+    }
 }
 
 fn server(config: &Config, c: &mut Collector) {

@@ -46,9 +46,50 @@ pub fn find_forbidden(data: &[u8]) -> Option<Forbidden> {
     None
 }
 
+/// Byte ranges of every field named `name` in the header section (name
+/// through the CRLF ending its last continuation line), in order.
+pub fn field_ranges(message: &[u8], name: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut current: Option<usize> = None;
+    while pos < message.len() {
+        let end = memchr::memchr(b'\n', &message[pos..]).map(|i| pos + i + 1).unwrap_or(message.len());
+        let line = &message[pos..end];
+        let folded = matches!(line.first(), Some(b' ' | b'\t'));
+        if !folded {
+            if let Some(start) = current.take() {
+                out.push((start, pos));
+            }
+            if line == b"\r\n" || line == b"\n" {
+                break; // end of the header section
+            }
+            let is_match = line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) && matches!(line[name.len()], b':' | b' ' | b'\t');
+            if is_match && line[name.len()..].iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b':') {
+                current = Some(pos);
+            }
+        }
+        pos = end;
+    }
+    if let Some(start) = current {
+        out.push((start, pos));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_ranges_cover_folded_lines() {
+        let m = b"Received: x\r\nFrom: A\r\n <a@b.c>\r\nfrom : b\r\nX-From: no\r\nSubject: s\r\n\r\nFrom: body\r\n";
+        let r = field_ranges(m, "From");
+        assert_eq!(r.len(), 2);
+        assert_eq!(&m[r[0].0..r[0].1], b"From: A\r\n <a@b.c>\r\n");
+        assert_eq!(&m[r[1].0..r[1].1], b"from : b\r\n");
+        assert!(field_ranges(m, "Reply-To").is_empty());
+        assert_eq!(field_ranges(b"Subject: only", "subject"), vec![(0, 13)]);
+    }
 
     #[test]
     fn forbidden_bytes() {

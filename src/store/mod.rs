@@ -11,11 +11,15 @@
 //!
 //! Durability is shared: writers apply their batch, then wait on the
 //! [`commit::Committer`], which fsyncs once for everyone waiting.
+//!
+//! Finished messages move to the `retired` tree (record only, no body) and
+//! stay readable there until `queue.retire_after` has passed:
+//! `m/<id>` → record, `x/<finished ms, 8 bytes BE><id>` → empty.
 
 pub mod commit;
 pub mod records;
 
-pub use records::{MessageRecord, Recipient, RcptStatus};
+pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient};
 
 use crate::id::MessageId;
 use commit::Committer;
@@ -42,7 +46,9 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     spool: sled::Tree,
+    retired: sled::Tree,
     committer: Committer,
+    spooled: std::sync::Arc<tokio::sync::Notify>,
 }
 
 fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
@@ -54,10 +60,14 @@ fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
 }
 
 fn due_key(due_ms: i64, id: &MessageId) -> [u8; 26] {
+    time_key(DUE, due_ms, id)
+}
+
+fn time_key(prefix: u8, ms: i64, id: &MessageId) -> [u8; 26] {
     let mut k = [0u8; 26];
-    k[0] = DUE;
+    k[0] = prefix;
     k[1] = b'/';
-    k[2..10].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    k[2..10].copy_from_slice(&(ms.max(0) as u64).to_be_bytes());
     k[10..].copy_from_slice(id.as_bytes());
     k
 }
@@ -74,8 +84,9 @@ impl Store {
             .flush_every_ms(None)
             .open()?;
         let spool = db.open_tree("spool")?;
+        let retired = db.open_tree("retired")?;
         let committer = Committer::start(db.clone());
-        Ok(Self { db, spool, committer })
+        Ok(Self { db, spool, retired, committer, spooled: Default::default() })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -102,7 +113,14 @@ impl Store {
         batch.insert(&key(BODY, &id), IVec::from(body));
         batch.insert(&due_key(record.due_ms, &id), &[]);
         self.spool.apply_batch(batch)?;
-        self.durable().await
+        self.durable().await?;
+        self.spooled.notify_one();
+        Ok(())
+    }
+
+    /// Signalled whenever a message is spooled (the scheduler waits on it).
+    pub fn spooled(&self) -> &tokio::sync::Notify {
+        &self.spooled
     }
 
     /// Rewrites a record and moves its due key, atomically; `old_due` is the
@@ -121,11 +139,57 @@ impl Store {
         Ok(())
     }
 
+    /// A queued message's record.
     pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
         match self.spool.get(key(META, id))? {
             Some(v) => MessageRecord::decode(&v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A message's record, queued or retired.
+    pub fn find(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        if let Some(r) = self.message(id)? {
+            return Ok(Some(r));
+        }
+        match self.retired.get(key(META, id))? {
+            Some(v) => MessageRecord::decode(&v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Moves a finished message out of the queue: its record goes to the
+    /// retired tree, its body and due key are dropped. Safe to repeat.
+    pub fn retire(&self, record: &MessageRecord) -> Result<(), StoreError> {
+        let finished = record.finished_ms.unwrap_or(record.received_ms);
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(META, &record.id), record.encode());
+        batch.insert(&time_key(b'x', finished, &record.id), &[]);
+        self.retired.apply_batch(batch)?;
+        self.remove(record)
+    }
+
+    /// Retired records, oldest finished first.
+    pub fn retired(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
+        self.retired
+            .scan_prefix([META, b'/'])
+            .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
+    }
+
+    /// Forgets retired messages that finished before `before_ms`; returns how many.
+    pub fn purge_retired(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let end = time_key(b'x', before_ms, &MessageId::MIN);
+        let mut n = 0;
+        for item in self.retired.range(time_key(b'x', 0, &MessageId::MIN)..end) {
+            let (k, _) = item?;
+            let (_, id) = decode_due(&k)?;
+            let mut batch = sled::Batch::default();
+            batch.remove(k);
+            batch.remove(&key(META, &id));
+            self.retired.apply_batch(batch)?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The message as submitted.

@@ -36,6 +36,71 @@ pub struct MessageRecord {
     pub recipients: Vec<Recipient>,
     /// When the next delivery attempt is due (ms); meaningless once finished.
     pub due_ms: i64,
+    /// Delivery rounds started so far (written before each round begins).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The sending identity and header block, fixed at the first attempt
+    /// so every retry sends the same bytes.
+    #[serde(default)]
+    pub prepared: Option<Prepared>,
+    /// When the last recipient reached a final state (ms).
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
+    /// A delivery status notification made by the relay: sent with the
+    /// null sender, and never answered with another one.
+    #[serde(default)]
+    pub is_dsn: bool,
+}
+
+/// What the relay adds to and changes in a message, computed once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    /// MAIL FROM used for delivery (`""` for a DSN).
+    pub envelope_from: String,
+    /// Header fields placed in front of the message (DKIM-Signature,
+    /// Received, a rewritten From and Reply-To, a Message-ID), CRLF-ended.
+    pub prefix: String,
+    /// Byte range of the original From field to leave out when From was
+    /// rewritten.
+    pub skip: Option<(usize, usize)>,
+    /// `d=` and `s=` of the signature, for the log and the API.
+    pub signed_domain: String,
+    pub selector: String,
+    /// Why this identity (e.g. "unverified: relay identity").
+    pub reason: String,
+}
+
+impl Prepared {
+    /// The bytes to transmit, as chunks: prefix, then the message minus
+    /// the skipped range. Nothing is copied.
+    pub fn chunks<'a>(&'a self, body: &'a [u8]) -> [&'a [u8]; 3] {
+        match self.skip {
+            Some((start, end)) if start <= end && end <= body.len() => [self.prefix.as_bytes(), &body[..start], &body[end..]],
+            _ => [self.prefix.as_bytes(), body, &[]],
+        }
+    }
+}
+
+/// One try at one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at_ms: i64,
+    /// The server tried (`mx.example.net [192.0.2.1]:25`), if one was reached.
+    pub host: String,
+    pub outcome: Outcome,
+    /// The remote reply or the local error, as text.
+    pub reply: String,
+}
+
+/// How one attempt ended for one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Delivered,
+    /// Try again later (4xx, network, TLS, DNS trouble).
+    Temporary,
+    /// Never going to work (5xx, null MX, no such domain).
+    Permanent,
 }
 
 /// One envelope recipient and its fate.
@@ -43,18 +108,31 @@ pub struct MessageRecord {
 pub struct Recipient {
     pub address: String,
     pub status: RcptStatus,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
 }
 
 /// Where a recipient stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RcptStatus {
-    /// Accepted, waiting for its first or next attempt.
+    /// Accepted, waiting for its first attempt.
     Queued,
+    /// Tried, temporarily refused; waiting for the next attempt.
+    Deferred,
     /// The receiving server took it.
     Delivered,
-    /// Permanently refused, or its queue lifetime ran out.
+    /// Permanently refused.
     Failed,
+    /// Still refused when its queue lifetime ran out.
+    Expired,
+}
+
+impl RcptStatus {
+    /// Still waiting for delivery.
+    pub fn is_pending(self) -> bool {
+        matches!(self, RcptStatus::Queued | RcptStatus::Deferred)
+    }
 }
 
 impl MessageRecord {
@@ -75,6 +153,6 @@ impl MessageRecord {
 
     /// True once no recipient waits for delivery.
     pub fn is_finished(&self) -> bool {
-        self.recipients.iter().all(|r| r.status != RcptStatus::Queued)
+        self.recipients.iter().all(|r| !r.status.is_pending())
     }
 }

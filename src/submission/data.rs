@@ -63,8 +63,12 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         tls: state.tls,
         size: body.len(),
         received_header: received,
-        recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued }).collect(),
+        recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued, attempts: Vec::new() }).collect(),
         due_ms: now,
+        attempts: 0,
+        prepared: None,
+        finished_ms: None,
+        is_dsn: false,
     };
     match ctx.store.spool(&record, body).await {
         Ok(()) => {

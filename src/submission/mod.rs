@@ -7,7 +7,7 @@
 
 mod auth;
 mod data;
-mod dot;
+pub(crate) mod dot;
 mod ehlo;
 mod listener;
 mod mail;

@@ -2,6 +2,8 @@
 //! chosen by the kernel, with its own data directory and certificate.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use herald::bench::client::{Client, ClientReply, tls_trusting};
 use herald::clock::SystemClock;
 use herald::config::Config;
@@ -49,12 +51,39 @@ password_hash = "{hash}"
 max_message_size = 200000
 max_recipients = 5
 max_auth_failures = 2
+
+# Submission tests do not deliver: every lookup and every route goes to a
+# closed loopback port, so nothing leaves the machine.
+[dns]
+nameservers = ["127.0.0.1:9"]
+timeout_secs = 1
+attempts = 1
+
+[[route]]
+domain = "*"
+host = "127.0.0.1"
+port = 9
+
+[queue]
+retry_schedule = ["1h"]
+
+[identity]
+domain = "relay.test"
+bounce_domain = "bounces.relay.test"
 "#,
         data = dir.join("data").display(),
         dir = dir.display(),
         hash = password_hash(),
     );
     Config::parse(&text, "test", dir).unwrap()
+}
+
+/// Starts a relay on `config` (already adjusted by the caller).
+pub async fn start_relay(config: Config, dir: tempfile::TempDir, clock: herald::clock::SharedClock) -> TestRelay {
+    herald::config::validate(&config).unwrap();
+    let running = herald::server::start(&config, clock).await.unwrap();
+    let tls = tls_trusting(&dir.path().join("cert.pem")).unwrap();
+    TestRelay { running: Some(running), dir, tls }
 }
 
 pub struct TestRelay {
@@ -72,10 +101,7 @@ impl TestRelay {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         tweak(&mut config);
-        herald::config::validate(&config).unwrap();
-        let running = herald::server::start(&config, Arc::new(SystemClock)).await.unwrap();
-        let tls = tls_trusting(&dir.path().join("cert.pem")).unwrap();
-        Self { running: Some(running), dir, tls }
+        start_relay(config, dir, Arc::new(SystemClock)).await
     }
 
     pub fn running(&self) -> &Running {

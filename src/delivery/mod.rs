@@ -1,0 +1,236 @@
+//! Delivery: take a group of recipients of one message at one destination
+//! domain (a [`Job`]) to the receiving server.
+//!
+//! The [`Dispatcher`] keeps a queue per destination domain and at most
+//! `queue.per_domain` connections per domain (`queue.workers` in all).
+//! A connection task resolves the route once, connects, and then sends
+//! job after job over the same SMTP session until its queue stays empty
+//! for `delivery.idle_secs` or `max_messages_per_connection` is reached.
+
+pub mod classify;
+pub mod dsn;
+mod prepare;
+pub mod route;
+pub mod transport;
+
+pub use prepare::Preparer;
+
+use crate::config::{Config, OutboundTls, RouteConfig};
+use crate::dns::Dns;
+use crate::queue::{InFlight, JobOutcome};
+use crate::store::Outcome;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use transport::{Connection, Connectors, Target};
+
+/// Some recipients of one message, all at one destination domain.
+pub struct Job {
+    pub msg: Arc<InFlight>,
+    pub domain: String,
+    /// Indexes into the message's recipient list.
+    pub rcpts: Vec<usize>,
+}
+
+/// Delivery settings, fixed at start.
+pub struct Settings {
+    pub helo: String,
+    pub per_domain: usize,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_per_connection: usize,
+    pub idle: Duration,
+    pub mx_port: u16,
+    pub mx_tls: OutboundTls,
+    pub routes: Vec<RouteConfig>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        let d = &config.delivery;
+        Self {
+            helo: config.server.hostname.clone(),
+            per_domain: config.queue.per_domain,
+            connect_timeout: Duration::from_secs(d.connect_timeout_secs),
+            timeout: Duration::from_secs(d.command_timeout_secs),
+            max_per_connection: d.max_messages_per_connection,
+            idle: Duration::from_secs(d.idle_secs),
+            mx_port: d.mx_port,
+            mx_tls: d.tls,
+            routes: config.routes.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct DomainQueue {
+    jobs: VecDeque<Job>,
+    conns: usize,
+    idle: usize,
+    notify: Arc<Notify>,
+}
+
+struct Inner {
+    settings: Settings,
+    dns: Dns,
+    tls: Connectors,
+    workers: Arc<Semaphore>,
+    queues: Mutex<HashMap<String, DomainQueue>>,
+}
+
+/// Hands jobs to per-domain connection tasks.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+impl Dispatcher {
+    pub fn new(settings: Settings, workers: usize, dns: Dns) -> Result<Self, String> {
+        let inner = Inner { settings, dns, tls: Connectors::new()?, workers: Arc::new(Semaphore::new(workers)), queues: Mutex::new(HashMap::new()) };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Queues a job; wakes an idle connection to its domain or starts a
+    /// new one if the domain's limit allows.
+    pub fn submit(&self, job: Job) {
+        let domain = job.domain.clone();
+        let Ok(mut queues) = self.inner.queues.lock() else { return };
+        let q = queues.entry(domain.clone()).or_default();
+        q.jobs.push_back(job);
+        if q.idle > 0 {
+            q.notify.notify_one();
+        } else if q.conns < self.inner.settings.per_domain {
+            q.conns += 1;
+            tokio::spawn(connection_task(self.inner.clone(), domain));
+        }
+    }
+}
+
+/// Takes the domain's next job, waiting up to the idle time when a
+/// connection is open. `None`: this task should end (its slot is freed).
+async fn next_job(inner: &Inner, domain: &str, may_wait: bool) -> Option<Job> {
+    let notify = {
+        let mut queues = inner.queues.lock().ok()?;
+        let q = queues.get_mut(domain)?;
+        if let Some(job) = q.jobs.pop_front() {
+            return Some(job);
+        }
+        if !may_wait || inner.settings.idle.is_zero() {
+            q.conns -= 1;
+            return None;
+        }
+        q.idle += 1;
+        q.notify.clone()
+    };
+    let _ = tokio::time::timeout(inner.settings.idle, notify.notified()).await;
+    let mut queues = inner.queues.lock().ok()?;
+    let q = queues.get_mut(domain)?;
+    q.idle -= 1;
+    match q.jobs.pop_front() {
+        Some(job) => Some(job),
+        None => {
+            q.conns -= 1;
+            if q.conns == 0 && q.idle == 0 {
+                queues.remove(domain);
+            }
+            None
+        }
+    }
+}
+
+async fn connection_task(inner: Arc<Inner>, domain: String) {
+    let Ok(_permit) = inner.workers.clone().acquire_owned().await else { return };
+    let mut conn: Option<Connection> = None;
+    let mut targets: Option<Result<Vec<Target>, route::RouteError>> = None;
+    while let Some(job) = next_job(&inner, &domain, conn.is_some()).await {
+        let results = deliver(&inner, &domain, &job, &mut conn, &mut targets).await;
+        job.msg.complete(results).await;
+        if conn.as_ref().is_some_and(|c| c.sent >= inner.settings.max_per_connection)
+            && let Some(c) = conn.take()
+        {
+            c.quit().await;
+        }
+    }
+    if let Some(c) = conn {
+        c.quit().await;
+    }
+}
+
+fn all(job: &Job, outcome: Outcome, host: &str, reply: &str) -> Vec<JobOutcome> {
+    job.rcpts.iter().map(|&rcpt| JobOutcome { rcpt, outcome, host: host.to_string(), reply: reply.to_string() }).collect()
+}
+
+/// One job over the task's connection (opened or reopened as needed).
+async fn deliver(
+    inner: &Inner,
+    domain: &str,
+    job: &Job,
+    conn: &mut Option<Connection>,
+    targets: &mut Option<Result<Vec<Target>, route::RouteError>>,
+) -> Vec<JobOutcome> {
+    let prepared = match job.msg.prepared().await {
+        Ok(p) => p,
+        Err(e) => return all(job, Outcome::Temporary, "", &format!("not sent: {e}")),
+    };
+    let addresses = job.msg.addresses(&job.rcpts).await;
+    let rcpts: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let chunks = prepared.chunks(&job.msg.body);
+    // A reused connection may have been closed by the server meanwhile:
+    // one fresh connection is tried before the job is deferred.
+    for _ in 0..2 {
+        let reused = conn.is_some();
+        if conn.is_none() {
+            match open(inner, domain, targets).await {
+                Ok(c) => *conn = Some(c),
+                Err((outcome, text)) => return all(job, outcome, "", &text),
+            }
+        }
+        let Some(c) = conn.as_mut() else { break };
+        match c.send(&prepared.envelope_from, &rcpts, &chunks).await {
+            Ok(results) => {
+                let host = c.label.clone();
+                return job.rcpts.iter().zip(results).map(|(&rcpt, (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply }).collect();
+            }
+            Err(e) => {
+                let host = c.label.clone();
+                *conn = None;
+                let retry_fresh = reused && matches!(e, mail_send::Error::Io(_) | mail_send::Error::UnparseableReply);
+                if !retry_fresh {
+                    return all(job, classify::error_outcome(&e), &host, &classify::error_text(&e));
+                }
+                tracing::debug!(msg_id = %job.msg.id, host, "reused connection failed; reconnecting");
+            }
+        }
+    }
+    all(job, Outcome::Temporary, "", "connection failed")
+}
+
+/// Connects to the first target that answers, in preference order.
+async fn open(inner: &Inner, domain: &str, targets: &mut Option<Result<Vec<Target>, route::RouteError>>) -> Result<Connection, (Outcome, String)> {
+    let s = &inner.settings;
+    if targets.is_none() {
+        *targets = Some(route::targets(&inner.dns, &s.routes, domain, s.mx_port, s.mx_tls).await);
+    }
+    let list = match targets.as_ref() {
+        Some(Ok(list)) => list.clone(),
+        Some(Err(e)) => {
+            let e = e.clone();
+            *targets = None; // resolve again next time
+            return Err((e.outcome, e.text));
+        }
+        None => return Err((Outcome::Temporary, "no route".into())),
+    };
+    let mut last = (Outcome::Temporary, format!("no server to try for {domain}"));
+    for target in &list {
+        match Connection::open(target, &s.helo, s.connect_timeout, s.timeout, &inner.tls).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::info!(domain, host = %target.label(), error = %e.text, "cannot use server; trying the next");
+                last = (e.outcome, e.text);
+            }
+        }
+    }
+    *targets = None;
+    Err(last)
+}

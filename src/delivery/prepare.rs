@@ -1,0 +1,97 @@
+//! What goes out, fixed at the first attempt: the identity, the envelope
+//! sender, a From rewrite if the author's DMARC policy needs one, the
+//! relay's headers and the DKIM signature over all of it. Stored with the
+//! message so every retry sends the same bytes.
+
+use crate::config::IdentityConfig;
+use crate::dkim::{KeyStore, Signer};
+use crate::dns::{Dns, DnsError};
+use crate::message::field_ranges;
+use crate::policy::{self, DmarcPolicy, Identity, parse_dmarc, policy_for};
+use crate::store::{MessageRecord, Prepared};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What preparing needs.
+pub struct Preparer {
+    pub hostname: String,
+    pub identity: IdentityConfig,
+    pub dns: Dns,
+    pub keys: KeyStore,
+    pub clock: crate::clock::SharedClock,
+    signers: Mutex<HashMap<(String, String), Signer>>,
+}
+
+impl Preparer {
+    pub fn new(hostname: String, identity: IdentityConfig, dns: Dns, keys: KeyStore, clock: crate::clock::SharedClock) -> Self {
+        Self { hostname, identity, dns, keys, clock, signers: Mutex::new(HashMap::new()) }
+    }
+
+    /// The signer for `domain`/`selector`, from memory or the key store
+    /// (the relay's own key is generated on first use).
+    pub fn signer(&self, domain: &str, selector: &str) -> Result<Signer, String> {
+        let k = (domain.to_string(), selector.to_string());
+        if let Some(s) = self.signers.lock().map_err(|_| "signer cache poisoned")?.get(&k) {
+            return Ok(s.clone());
+        }
+        let stored = self.keys.get_or_create(domain, selector, self.clock.now_ms())?;
+        let signer = Signer::new(domain, selector, &stored.der()?)?;
+        self.signers.lock().map_err(|_| "signer cache poisoned")?.insert(k, signer.clone());
+        Ok(signer)
+    }
+
+    /// The DMARC policy for mail from `domain`: `_dmarc.<domain>`, else the
+    /// organizational domain's (approximated as the last two labels).
+    /// `Err` only for temporary DNS failure.
+    pub async fn dmarc(&self, domain: &str) -> Result<Option<DmarcPolicy>, String> {
+        let exact = self.dmarc_record(domain).await?;
+        let labels: Vec<&str> = domain.split('.').collect();
+        let org = if exact.is_none() && labels.len() > 2 { self.dmarc_record(&labels[labels.len() - 2..].join(".")).await? } else { None };
+        Ok(policy_for(exact, org))
+    }
+
+    async fn dmarc_record(&self, domain: &str) -> Result<Option<policy::DmarcRecord>, String> {
+        match self.dns.txt(&format!("_dmarc.{domain}")).await {
+            Ok(txts) => Ok(txts.iter().find_map(|t| parse_dmarc(t))),
+            Err(DnsError::NxDomain | DnsError::NoData) => Ok(None),
+            Err(DnsError::Temporary(e)) => Err(format!("DMARC lookup for {domain}: {e}")),
+        }
+    }
+
+    /// Builds the [`Prepared`] block. `Err` means "try again later"
+    /// (temporary DNS failure or a key problem).
+    pub async fn prepare(&self, record: &MessageRecord, body: sled::IVec) -> Result<Prepared, String> {
+        let identity = Identity::Relay;
+        let (sign_domain, selector) = match &identity {
+            Identity::Relay => (self.identity.domain.clone(), self.identity.dkim_selector.clone()),
+            Identity::Customer { domain, selector, .. } => (domain.clone(), selector.clone()),
+        };
+        let envelope_from = if record.is_dsn { String::new() } else { policy::envelope_sender(&identity, &self.identity.bounce_domain, &record.id) };
+        let mut prefix = record.received_header.clone();
+        let mut skip = None;
+        let mut reason = "unverified domain: relay identity".to_string();
+        if !record.is_dsn && self.identity.rewrite_from && identity == Identity::Relay {
+            let dmarc = self.dmarc(&record.from_domain).await?;
+            if policy::must_rewrite_from(&identity, dmarc, true) {
+                let from = crate::message::check_from(&body).map_err(|e| e.to_string())?;
+                let has_reply_to = !field_ranges(&body, "Reply-To").is_empty();
+                prefix.push_str(&policy::rewritten_from(from.name.as_deref(), &from.address, &self.identity.relay_name, &self.identity.domain, has_reply_to));
+                skip = field_ranges(&body, "From").first().copied();
+                reason = format!("unverified domain, DMARC {dmarc:?} for {}: relay identity, From rewritten", record.from_domain).to_lowercase();
+            }
+        }
+        if field_ranges(&body, "Message-ID").is_empty() {
+            prefix.push_str(&format!("Message-ID: <{}@{}>\r\n", record.id, self.hostname));
+        }
+        let signer = self.signer(&sign_domain, &selector)?;
+        let unsigned = Prepared { envelope_from, prefix, skip, signed_domain: sign_domain, selector, reason };
+        // RSA signing is CPU work: keep it off the I/O threads.
+        tokio::task::spawn_blocking(move || {
+            let chunks = unsigned.chunks(&body);
+            let signature = signer.sign(&chunks)?;
+            Ok(Prepared { prefix: format!("{signature}{}", unsigned.prefix), ..unsigned })
+        })
+        .await
+        .map_err(|e| format!("signing task failed: {e}"))?
+    }
+}

@@ -1,0 +1,148 @@
+//! A message during one delivery round: its record (updated as each
+//! destination's outcome arrives), its body, and the prepared header
+//! block, computed once and shared by every destination.
+
+use super::QueueCore;
+use crate::delivery::dsn;
+use crate::id::MessageId;
+use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, records::RECORD_VERSION};
+use sled::IVec;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One recipient's result from one attempt.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub rcpt: usize,
+    pub outcome: Outcome,
+    pub host: String,
+    pub reply: String,
+}
+
+pub struct InFlight {
+    core: Arc<QueueCore>,
+    pub id: MessageId,
+    pub body: IVec,
+    record: tokio::sync::Mutex<MessageRecord>,
+    prepared: tokio::sync::OnceCell<Result<Prepared, String>>,
+    jobs_left: AtomicUsize,
+}
+
+impl InFlight {
+    pub fn new(core: Arc<QueueCore>, record: MessageRecord, body: IVec, jobs: usize) -> Arc<Self> {
+        Arc::new(Self {
+            core,
+            id: record.id,
+            body,
+            record: tokio::sync::Mutex::new(record),
+            prepared: tokio::sync::OnceCell::new(),
+            jobs_left: AtomicUsize::new(jobs),
+        })
+    }
+
+    /// Recipient addresses by index.
+    pub async fn addresses(&self, rcpts: &[usize]) -> Vec<String> {
+        let record = self.record.lock().await;
+        rcpts.iter().filter_map(|&i| record.recipients.get(i).map(|r| r.address.clone())).collect()
+    }
+
+    /// The envelope sender and header block: stored ones on a retry, else
+    /// prepared now (once, however many destinations ask) and stored.
+    pub async fn prepared(&self) -> Result<Prepared, String> {
+        self.prepared
+            .get_or_init(|| async {
+                let snapshot = self.record.lock().await.clone();
+                if let Some(p) = snapshot.prepared {
+                    return Ok(p);
+                }
+                let p = self.core.preparer.prepare(&snapshot, self.body.clone()).await?;
+                let mut record = self.record.lock().await;
+                record.prepared = Some(p.clone());
+                self.core.store.update(&record, Some(record.due_ms)).map_err(|e| e.to_string())?;
+                tracing::info!(msg_id = %self.id, signed_as = %p.signed_domain, selector = %p.selector, envelope_from = %p.envelope_from, reason = %p.reason, "prepared");
+                Ok(p)
+            })
+            .await
+            .clone()
+    }
+
+    /// Records one destination's results. When it was the last destination
+    /// of this round, the message is retired if finished.
+    pub async fn complete(&self, results: Vec<JobOutcome>) {
+        let now = self.core.clock.now_ms();
+        let mut record = self.record.lock().await;
+        let expired = now >= record.received_ms + self.core.lifetime_ms;
+        for r in results {
+            let Some(rcpt) = record.recipients.get_mut(r.rcpt) else { continue };
+            rcpt.status = match (r.outcome, expired) {
+                (Outcome::Delivered, _) => RcptStatus::Delivered,
+                (Outcome::Permanent, _) => RcptStatus::Failed,
+                (Outcome::Temporary, true) => RcptStatus::Expired,
+                (Outcome::Temporary, false) => RcptStatus::Deferred,
+            };
+            match rcpt.status {
+                RcptStatus::Delivered => tracing::info!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, "delivered"),
+                RcptStatus::Deferred => tracing::info!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, "deferred"),
+                _ => tracing::warn!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, status = ?rcpt.status, "failed"),
+            }
+            rcpt.attempts.push(Attempt { at_ms: now, host: r.host, outcome: r.outcome, reply: r.reply });
+        }
+        let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last && record.is_finished() {
+            finish(&self.core, record.clone(), &self.body);
+        } else if let Err(e) = self.core.store.update(&record, Some(record.due_ms)) {
+            tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome");
+        }
+        if last {
+            self.core.release(&self.id);
+        }
+        drop(record);
+        if let Err(e) = self.core.store.durable().await {
+            tracing::error!(msg_id = %self.id, error = %e, "flushing the outcome failed");
+        }
+    }
+}
+
+/// Retires a finished message and, if a recipient failed, spools a DSN
+/// to its envelope sender.
+pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, body: &[u8]) {
+    let now = core.clock.now_ms();
+    record.finished_ms = Some(now);
+    if let Err(e) = core.store.retire(&record) {
+        tracing::error!(msg_id = %record.id, error = %e, "cannot retire message");
+        return;
+    }
+    tracing::info!(msg_id = %record.id, "finished");
+    if !dsn::wanted(&record, core.dsn) {
+        return;
+    }
+    let id = MessageId::generate(now);
+    let bytes = dsn::build(&record, dsn::header_section(body), &core.hostname, &core.relay_domain, now / 1000, id.as_str());
+    let dsn_record = MessageRecord {
+        v: RECORD_VERSION,
+        id,
+        received_ms: now,
+        mail_from: String::new(),
+        from_address: format!("mailer-daemon@{}", core.relay_domain),
+        from_domain: core.relay_domain.clone(),
+        auth_user: None,
+        client_addr: "127.0.0.1".into(),
+        client_helo: core.hostname.clone(),
+        tls: false,
+        size: bytes.len(),
+        received_header: crate::message::received_header(&core.hostname, "127.0.0.1", &core.hostname, false, false, id.as_str(), Some(&record.mail_from), now / 1000),
+        recipients: vec![Recipient { address: record.mail_from.clone(), status: RcptStatus::Queued, attempts: Vec::new() }],
+        due_ms: now,
+        attempts: 0,
+        prepared: None,
+        finished_ms: None,
+        is_dsn: true,
+    };
+    tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, "sending delivery status notification");
+    let store = core.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = store.spool(&dsn_record, bytes).await {
+            tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
+        }
+    });
+}

@@ -1,0 +1,156 @@
+//! The queue: one scheduler task range-scans the due index, claims what
+//! is due (writing the attempt and the next due time *before* anything is
+//! sent, so a crash cannot cause a hot retry loop), groups recipients by
+//! destination domain and hands the groups to the delivery dispatcher.
+//! Outcomes come back through [`InFlight`]; a finished message is retired
+//! and, if anything failed, answered with a DSN.
+
+pub mod backoff;
+mod inflight;
+
+pub use inflight::{InFlight, JobOutcome};
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::delivery::{Dispatcher, Job, Preparer};
+use crate::id::MessageId;
+use crate::store::{Attempt, Outcome, RcptStatus, Store};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything the queue needs, shared by the scheduler and the in-flight
+/// messages.
+pub struct QueueCore {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub preparer: Preparer,
+    pub schedule: Vec<Duration>,
+    pub lifetime_ms: i64,
+    pub retire_after_ms: i64,
+    pub dsn: bool,
+    pub hostname: String,
+    pub relay_domain: String,
+    inflight: Mutex<HashSet<MessageId>>,
+    /// Poked to rescan now (retry from the API, a DSN spooled).
+    pub wake: tokio::sync::Notify,
+}
+
+impl QueueCore {
+    pub fn new(config: &Config, store: Store, clock: SharedClock, preparer: Preparer) -> Self {
+        Self {
+            store,
+            clock,
+            preparer,
+            schedule: config.queue.schedule(),
+            lifetime_ms: config.queue.lifetime().as_millis() as i64,
+            retire_after_ms: config.queue.retire_after().as_millis() as i64,
+            dsn: config.queue.dsn,
+            hostname: config.server.hostname.clone(),
+            relay_domain: config.identity.domain.clone(),
+            inflight: Mutex::new(HashSet::new()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub fn in_flight(&self, id: &MessageId) -> bool {
+        self.inflight.lock().map(|s| s.contains(id)).unwrap_or(false)
+    }
+
+    fn release(&self, id: &MessageId) {
+        if let Ok(mut s) = self.inflight.lock() {
+            s.remove(id);
+        }
+    }
+}
+
+/// Runs the scheduler until `shutdown` flips.
+pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
+    let mut last_purge = 0i64;
+    loop {
+        let now = core.clock.now_ms();
+        match core.store.due(now, 512) {
+            Ok(due) => {
+                let mut jobs = Vec::new();
+                for (due_ms, id) in due {
+                    if core.in_flight(&id) {
+                        continue;
+                    }
+                    match claim(&core, id, due_ms, now) {
+                        Ok(mut j) => jobs.append(&mut j),
+                        Err(e) => tracing::error!(msg_id = %id, error = %e, "cannot claim message"),
+                    }
+                }
+                if !jobs.is_empty() {
+                    // The attempts and next due times are on disk before any
+                    // connection is made.
+                    if let Err(e) = core.store.durable().await {
+                        tracing::error!(error = %e, "flush before delivery failed");
+                    }
+                    for job in jobs {
+                        dispatcher.submit(job);
+                    }
+                    continue;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot scan the queue"),
+        }
+        if now - last_purge > 60_000 {
+            last_purge = now;
+            match core.store.purge_retired(now - core.retire_after_ms) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "forgot retired messages"),
+                Err(e) => tracing::warn!(error = %e, "purging retired messages failed"),
+            }
+        }
+        let next = core.store.next_due().ok().flatten().map(|d| (d - core.clock.now_ms()).clamp(0, 1000)).unwrap_or(1000);
+        tokio::select! {
+            _ = core.store.spooled().notified() => {}
+            _ = core.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(next as u64)) => {}
+            _ = crate::submission::stopping(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Claims one due message: expire what is past its lifetime, write the
+/// attempt and the next due time, and return its delivery jobs.
+fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<Vec<Job>, String> {
+    let Some(mut record) = core.store.message(&id).map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    if record.due_ms != due_ms {
+        // A stale index key (crash between writes): drop it.
+        core.store.update(&record, Some(due_ms)).map_err(|e| e.to_string())?;
+        return Ok(Vec::new());
+    }
+    let body = core.store.body(&id).map_err(|e| e.to_string())?.unwrap_or_default();
+    let expired = now >= record.received_ms + core.lifetime_ms;
+    if record.is_finished() || expired {
+        if expired {
+            for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
+                r.status = RcptStatus::Expired;
+                r.attempts.push(Attempt { at_ms: now, host: String::new(), outcome: Outcome::Temporary, reply: "queue lifetime exceeded".into() });
+                tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
+            }
+        }
+        inflight::finish(core, record, &body);
+        return Ok(Vec::new());
+    }
+    let old_due = record.due_ms;
+    record.attempts += 1;
+    record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
+    core.store.update(&record, Some(old_due)).map_err(|e| e.to_string())?;
+    let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in record.recipients.iter().enumerate().filter(|(_, r)| r.status.is_pending()) {
+        let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        by_domain.entry(domain).or_default().push(i);
+    }
+    if let Ok(mut s) = core.inflight.lock() {
+        s.insert(id);
+    }
+    tracing::debug!(msg_id = %id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
+    let msg = InFlight::new(core.clone(), record, body, by_domain.len());
+    Ok(by_domain.into_iter().map(|(domain, rcpts)| Job { msg: msg.clone(), domain, rcpts }).collect())
+}
