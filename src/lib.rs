@@ -5,6 +5,7 @@
 //! `submission` (SMTP in) → `message` (header checks) → `store` (durable
 //! spool, group commit) → … Beside it: `config`, `tls`, `cli`, `bench`.
 
+pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod dkim;
+pub mod domains;
 pub mod id;
 pub mod message;
 pub mod policy;

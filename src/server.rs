@@ -20,6 +20,9 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub store: Store,
     pub queue: Arc<QueueCore>,
+    /// The bound admin API address; `None` when `admin.token` is empty.
+    pub admin_addr: Option<SocketAddr>,
+    admin: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
     scheduler: tokio::task::JoinHandle<()>,
@@ -39,6 +42,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
         listeners.push(bound);
     }
     let addrs = listeners.iter().map(Listener::local_addr).collect();
+    let admin_listener = crate::admin::bind(&config.admin).await?;
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let dns = Dns::from_config(&config.dns)?;
@@ -51,10 +56,15 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
+    let admin = admin_listener.map(|l| {
+        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), token: config.admin.token.clone() };
+        tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
+    });
 
     let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, shutdown_rx));
     let acceptors = submission::spawn_listeners(ctx, listeners);
-    Ok(Running { addrs, store, queue, shutdown, acceptors, scheduler, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    Ok(Running { addrs, store, queue, admin_addr, admin, shutdown, acceptors, scheduler, grace })
 }
 
 impl Running {
@@ -65,11 +75,15 @@ impl Running {
         if tokio::time::timeout(self.grace, self.acceptors.drained()).await.is_err() {
             tracing::warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
         }
+        if let Some(admin) = self.admin {
+            // Admin requests may still write to the store; let them finish first.
+            let _ = tokio::time::timeout(self.grace, admin).await;
+        }
         let _ = self.scheduler.await;
         if let Err(e) = self.store.durable().await {
             tracing::error!(error = %e, "final flush failed");
         }
-        tracing::info!("stopped");
+        tracing::info!(fsyncs = self.store.flushes(), "stopped");
     }
 }
 

@@ -3,6 +3,7 @@
 //! messages per second and the latency from end of DATA to the 250.
 
 pub mod client;
+pub mod e2e;
 pub mod sink;
 
 use client::Client;
@@ -18,6 +19,9 @@ pub enum BenchCommand {
     Submit(SubmitArgs),
     /// Run a receiving SMTP server that counts what it is sent.
     Sink(SinkArgs),
+    /// Run a sink and submit N messages over C sessions to a relay routed
+    /// to it; report acceptance and delivery rates.
+    E2e(e2e::E2eArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -113,6 +117,23 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             Ok(())
         }
         BenchCommand::Sink(args) => sink::run(args.addr, args.starttls).await,
+        BenchCommand::E2e(args) => {
+            let r = e2e::e2e(&args).await?;
+            println!("submit n={} size={} c={}: {}", args.submit.count, args.submit.size, args.submit.concurrency, r.submit);
+            println!(
+                "end-to-end c={}: delivered {} of {} in {:.2}s: {:.0} msg/s over {} sink connection(s)",
+                args.submit.concurrency,
+                r.delivered,
+                r.submit.accepted,
+                r.elapsed.as_secs_f64(),
+                r.rate(),
+                r.sink_connections
+            );
+            if r.delivered < r.submit.accepted {
+                return Err(format!("only {} of {} accepted messages reached the sink", r.delivered, r.submit.accepted));
+            }
+            Ok(())
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod queue;
+
 #[derive(Parser)]
 #[command(name = "herald", version, about = "SMTP relay that signs billing mail as the customer's own domain")]
 struct Cli {
@@ -30,6 +32,8 @@ enum Command {
     },
     /// Hash a password read from standard input, for a [[user]] in relay.toml.
     Passwd,
+    /// Inspect and act on the queue of the running relay (through its admin API).
+    Queue(queue::QueueArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -84,6 +88,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", crate::submission::hash_password(password)?);
             Ok(())
         }
+        Command::Queue(args) => queue::run(args),
         Command::Bench { action } => {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))

@@ -5,9 +5,11 @@
 //! rejected on the spot, so that [`validate`] can report every mistake in
 //! one go, each naming its key and the fix.
 
+mod domains;
 mod outbound;
 mod validate;
 
+pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
 pub use validate::{ConfigError, ConfigErrors, is_domain, is_hostname, validate};
@@ -44,6 +46,7 @@ pub struct Config {
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
     pub admin: AdminConfig,
+    pub domains: DomainsConfig,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).

@@ -66,7 +66,7 @@ impl Collector {
 /// Validates everything; `Ok` only when nothing is wrong.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -85,6 +85,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     delivery(config, &mut c);
     routes(config, &mut c);
     admin(config, &mut c);
+    c.unknown("domains", &config.domains.unknown, super::domains::KEYS);
+    c.0.extend(super::domains::problems(&config.domains));
     if c.0.is_empty() { Ok(()) } else { Err(ConfigErrors(c.0)) }
 }
 

@@ -45,7 +45,10 @@ impl TestDns {
         let (udp, tcp) = bind_pair().await;
         let addr = udp.local_addr().expect("udp local addr");
         let state = Arc::new(Mutex::new(State::default()));
-        let tasks = vec![tokio::spawn(serve_udp(udp, state.clone())), tokio::spawn(serve_tcp(tcp, state.clone()))];
+        let tasks = vec![
+            tokio::spawn(serve_udp(udp, state.clone())),
+            tokio::spawn(serve_tcp(tcp, state.clone())),
+        ];
         TestDns { addr, state, tasks }
     }
 
@@ -114,7 +117,9 @@ async fn bind_pair() -> (UdpSocket, TcpListener) {
 async fn serve_udp(socket: UdpSocket, state: Arc<Mutex<State>>) {
     let mut buf = vec![0u8; 65_535];
     loop {
-        let Ok((len, peer)) = socket.recv_from(&mut buf).await else { continue };
+        let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
         if let Some(reply) = respond(&buf[..len], &state, true) {
             let _ = socket.send_to(&reply, peer).await;
         }
@@ -202,7 +207,11 @@ fn answer(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<
         if here.is_empty() && !has_descendants(state, &name) {
             // A chased target the server knows nothing of is left for the
             // client to ask about, as for a target in someone else's zone.
-            let code = if answers.is_empty() { ResponseCode::NXDomain } else { ResponseCode::NoError };
+            let code = if answers.is_empty() {
+                ResponseCode::NXDomain
+            } else {
+                ResponseCode::NoError
+            };
             return (code, answers);
         }
         let owned = |r: &Record| {
@@ -210,8 +219,11 @@ fn answer(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<
             r.name = name.clone();
             r
         };
-        let wanted: Vec<Record> =
-            here.iter().filter(|r| qtype == RecordType::ANY || r.record_type() == qtype).map(|r| owned(r)).collect();
+        let wanted: Vec<Record> = here
+            .iter()
+            .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+            .map(|r| owned(r))
+            .collect();
         if !wanted.is_empty() || qtype == RecordType::CNAME {
             answers.extend(wanted);
             return (ResponseCode::NoError, answers);
@@ -220,7 +232,9 @@ fn answer(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<
             return (ResponseCode::NoError, answers);
         };
         answers.push(owned(cname));
-        let RData::CNAME(CNAME(target)) = &cname.data else { return (ResponseCode::NoError, answers) };
+        let RData::CNAME(CNAME(target)) = &cname.data else {
+            return (ResponseCode::NoError, answers);
+        };
         if state.servfail.contains(&key(target)) {
             return (ResponseCode::NoError, answers);
         }
@@ -270,7 +284,9 @@ fn parse_zone(zone: &str) -> Vec<Record> {
             }
             rest = &rest[1..];
         }
-        let Some((rtype, rdata)) = rest.split_first() else { panic!("{}: no record type", at()) };
+        let Some((rtype, rdata)) = rest.split_first() else {
+            panic!("{}: no record type", at())
+        };
         let data = parse_rdata(&rtype.text, rdata).unwrap_or_else(|e| panic!("{}: {e}", at()));
         records.push(Record::from_rdata(name, ttl, data));
     }
@@ -322,8 +338,7 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                     None => return Err("unterminated quoted string".into()),
                     Some('"') => break,
                     Some('\\') => {
-                        let digits: String =
-                            std::iter::from_fn(|| chars.next_if(char::is_ascii_digit)).take(3).collect();
+                        let digits: String = std::iter::from_fn(|| chars.next_if(char::is_ascii_digit)).take(3).collect();
                         if digits.is_empty() {
                             let escaped = chars.next().ok_or("dangling backslash")?;
                             bytes.extend_from_slice(escaped.encode_utf8(&mut [0; 4]).as_bytes());
@@ -334,10 +349,16 @@ fn tokenize(line: &str) -> Result<Vec<Token>, String> {
                     Some(other) => bytes.extend_from_slice(other.encode_utf8(&mut [0; 4]).as_bytes()),
                 }
             }
-            tokens.push(Token { text: String::from_utf8_lossy(&bytes).into_owned(), bytes });
+            tokens.push(Token {
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                bytes,
+            });
         } else {
             let word: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != ';')).collect();
-            tokens.push(Token { bytes: word.clone().into_bytes(), text: word });
+            tokens.push(Token {
+                bytes: word.clone().into_bytes(),
+                text: word,
+            });
         }
     }
     Ok(tokens)

@@ -83,7 +83,11 @@ pub async fn start_relay(config: Config, dir: tempfile::TempDir, clock: herald::
     herald::config::validate(&config).unwrap();
     let running = herald::server::start(&config, clock).await.unwrap();
     let tls = tls_trusting(&dir.path().join("cert.pem")).unwrap();
-    TestRelay { running: Some(running), dir, tls }
+    TestRelay {
+        running: Some(running),
+        dir,
+        tls,
+    }
 }
 
 pub struct TestRelay {

@@ -1,0 +1,154 @@
+//! A blocking client for the admin API, used by `herald queue`. It speaks
+//! the same [`super::types`] the server answers with, and keeps each
+//! answer's JSON text too, for `--json` output.
+
+use super::types::{ErrorV1, HealthV1, MessageV1, QueueListV1, QueueSummaryV1};
+use crate::id::MessageId;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::time::Duration;
+
+/// Why a call failed, worded for the person at the terminal.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Nothing answered at the address.
+    NotRunning { api: String, detail: String },
+    /// The token was refused.
+    Unauthorized { message: String },
+    /// The API answered with an error.
+    Api { status: u16, message: String },
+    /// The connection broke, or something else answered.
+    Transport(String),
+    /// The answer was not what this herald understands.
+    Decode(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotRunning { api, detail } => write!(
+                f,
+                "cannot reach the admin API at {api} ({detail}): the relay is not running there, or its API is disabled \
+                 (`admin.token` is empty). Check `admin.address` and `admin.token` in the configuration, or pass --api and --token"
+            ),
+            ClientError::Unauthorized { message } => {
+                write!(
+                    f,
+                    "the admin API refused the token ({message}); use the relay's `admin.token`, or pass --token"
+                )
+            }
+            ClientError::Api { status, message } => write!(f, "{message} (HTTP {status})"),
+            ClientError::Transport(e) => write!(f, "talking to the admin API failed: {e}"),
+            ClientError::Decode(e) => write!(
+                f,
+                "the admin API's answer is not understood: {e} (is the relay a different herald version?)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A decoded answer and the JSON it came from.
+#[derive(Debug, Clone)]
+pub struct Answer<T> {
+    pub value: T,
+    pub json: String,
+}
+
+/// A connection to one relay's admin API.
+pub struct AdminClient {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl AdminClient {
+    /// `base` is like `http://127.0.0.1:8025` (a missing scheme means http).
+    pub fn new(base: &str, token: &str) -> Self {
+        let base = base.trim().trim_end_matches('/');
+        let base = if base.contains("://") {
+            base.to_string()
+        } else {
+            format!("http://{base}")
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build();
+        Self {
+            base,
+            token: token.to_string(),
+            agent,
+        }
+    }
+
+    /// The API's base URL, as used.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn health(&self) -> Result<Answer<HealthV1>, ClientError> {
+        self.call("GET", "/api/health")
+    }
+
+    pub fn message(&self, id: &MessageId) -> Result<Answer<MessageV1>, ClientError> {
+        self.call("GET", &format!("/api/messages/{id}"))
+    }
+
+    pub fn summary(&self) -> Result<Answer<QueueSummaryV1>, ClientError> {
+        self.call("GET", "/api/queue")
+    }
+
+    pub fn list(&self, limit: u64) -> Result<Answer<QueueListV1>, ClientError> {
+        self.call("GET", &format!("/api/queue/messages?limit={limit}"))
+    }
+
+    pub fn retry(&self, id: &MessageId) -> Result<Answer<MessageV1>, ClientError> {
+        self.call("POST", &format!("/api/queue/{id}/retry"))
+    }
+
+    pub fn drop_message(&self, id: &MessageId) -> Result<Answer<MessageV1>, ClientError> {
+        self.call("DELETE", &format!("/api/queue/{id}"))
+    }
+
+    fn call<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<Answer<T>, ClientError> {
+        let request = self
+            .agent
+            .request(method, &format!("{}{path}", self.base))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        let response = request.call().map_err(|e| self.error(e))?;
+        let json = response.into_string().map_err(|e| ClientError::Transport(e.to_string()))?;
+        let value = serde_json::from_str(&json).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Answer { value, json })
+    }
+
+    fn error(&self, e: ureq::Error) -> ClientError {
+        match e {
+            ureq::Error::Status(status, response) => {
+                let text = response.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<ErrorV1>(&text).map(|e| e.error).unwrap_or(text);
+                if status == 401 {
+                    ClientError::Unauthorized { message }
+                } else {
+                    ClientError::Api { status, message }
+                }
+            }
+            ureq::Error::Transport(t) => match t.kind() {
+                ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns => ClientError::NotRunning {
+                    api: self.base.clone(),
+                    detail: detail(&t),
+                },
+                _ => ClientError::Transport(detail(&t)),
+            },
+        }
+    }
+}
+
+/// The innermost cause, e.g. "Connection refused (os error 111)".
+fn detail(t: &ureq::Transport) -> String {
+    match std::error::Error::source(t) {
+        Some(cause) => cause.to_string(),
+        None => t.message().map_or_else(|| t.to_string(), str::to_string),
+    }
+}

@@ -1,0 +1,118 @@
+//! `GET /api/health` and `GET /metrics` (Prometheus text exposition
+//! format 0.0.4).
+//!
+//! Every figure is a gauge computed from the queue at scrape time, so
+//! nothing is counted twice across restarts and there is no global
+//! registry to keep in step. Retired messages are not scanned: that tree
+//! holds days of history and would make every scrape slow.
+
+use super::queue::{scan, summarize};
+use super::types::{HealthV1, RcptStatusV1};
+use super::{AdminState, ApiError};
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// Every status, so each series exists even at zero (alerts on a missing
+/// series are easy to get wrong).
+const STATUSES: [RcptStatusV1; 5] = [
+    RcptStatusV1::Queued,
+    RcptStatusV1::Deferred,
+    RcptStatusV1::Delivered,
+    RcptStatusV1::Failed,
+    RcptStatusV1::Expired,
+];
+
+/// `GET /api/health`: open to anyone, so it reveals counts only. Reads
+/// the due index (keys only), not the records.
+pub(super) async fn health(State(s): State<Arc<AdminState>>) -> Result<Json<HealthV1>, ApiError> {
+    let (queued, in_flight) = scan(&s, |s| {
+        let due = s.store.due(i64::MAX, usize::MAX)?;
+        Ok((due.len(), due.iter().filter(|(_, id)| s.queue.in_flight(id)).count()))
+    })
+    .await?;
+    Ok(Json(HealthV1 {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        queued,
+        in_flight,
+    }))
+}
+
+/// `GET /metrics`.
+pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl IntoResponse, ApiError> {
+    let now_ms = s.queue.clock.now_ms();
+    let summary = scan(&s, summarize).await?;
+    let mut out = String::new();
+    gauge(
+        &mut out,
+        "herald_build_info",
+        "The running herald's version.",
+        &[(format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), 1)],
+    );
+    gauge(
+        &mut out,
+        "herald_queue_messages",
+        "Messages in the queue (not yet finished).",
+        &[(String::new(), summary.messages as i64)],
+    );
+    gauge(
+        &mut out,
+        "herald_queue_in_flight",
+        "Queued messages in a delivery attempt right now.",
+        &[(String::new(), summary.in_flight as i64)],
+    );
+    let by_status: Vec<(String, i64)> = STATUSES
+        .iter()
+        .map(|st| {
+            (
+                format!("status=\"{}\"", st.as_str()),
+                summary.recipients_by_status.get(st.as_str()).copied().unwrap_or(0) as i64,
+            )
+        })
+        .collect();
+    gauge(
+        &mut out,
+        "herald_queue_recipients",
+        "Recipients of queued messages, by status.",
+        &by_status,
+    );
+    let overdue = summary.oldest_due_ms.map_or(0, |due| (now_ms - due).max(0) / 1000);
+    gauge(
+        &mut out,
+        "herald_queue_overdue_seconds",
+        "How long the earliest due message has waited past its due time (0 when none is late); grows when delivery is stuck.",
+        &[(String::new(), overdue)],
+    );
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out))
+}
+
+/// Appends one gauge family: `(labels, value)` per series.
+fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for (labels, value) in series {
+        let _ = if labels.is_empty() {
+            writeln!(out, "{name} {value}")
+        } else {
+            writeln!(out, "{name}{{{labels}}} {value}")
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_format() {
+        let mut out = String::new();
+        gauge(&mut out, "x_total", "Things.", &[(String::new(), 3), ("status=\"a\"".into(), 0)]);
+        assert_eq!(
+            out,
+            "# HELP x_total Things.\n# TYPE x_total gauge\nx_total 3\nx_total{status=\"a\"} 0\n"
+        );
+    }
+}

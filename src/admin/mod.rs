@@ -1,0 +1,204 @@
+//! The admin HTTP API (HTTP/1, JSON): message status per recipient, queue
+//! inspection and operator actions, health and Prometheus metrics.
+//!
+//! | route                          | auth   | answer |
+//! |--------------------------------|--------|--------|
+//! | `GET /api/health`              | open   | [`HealthV1`] (for load balancers) |
+//! | `GET /api/messages/{id}`       | bearer | [`MessageV1`], queued or retired |
+//! | `GET /api/queue`               | bearer | [`QueueSummaryV1`] |
+//! | `GET /api/queue/messages?limit=N` | bearer | [`QueueListV1`], newest first, N ≤ 1000 (default 100) |
+//! | `POST /api/queue/{id}/retry`   | bearer | [`MessageV1`]: due now |
+//! | `DELETE /api/queue/{id}`       | bearer | [`MessageV1`]: retired, pending recipients failed, no DSN |
+//! | `GET /metrics`                 | bearer | Prometheus text format |
+//!
+//! "bearer" means `Authorization: Bearer <admin.token>`, compared in
+//! constant time. `/metrics` is behind the token too, because queue sizes
+//! and timings are operational data; Prometheus sends it with
+//! `authorization: { credentials: ... }` in the scrape config.
+//! Every error is an [`ErrorV1`] with a 4xx or 5xx status.
+//!
+//! The API is off when `admin.token` is empty. It only reads the store and
+//! asks the queue through [`QueueCore`]; it never opens the database itself,
+//! which is why the CLI goes through it (sled allows one process per
+//! database).
+
+pub mod client;
+mod metrics;
+mod queue;
+pub mod types;
+
+pub use types::{
+    AttemptV1, ErrorV1, HealthV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1,
+};
+
+use crate::config::AdminConfig;
+use crate::queue::QueueCore;
+use crate::store::{Store, StoreError};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// What the API handlers share.
+pub struct AdminState {
+    pub store: Store,
+    pub queue: Arc<QueueCore>,
+    /// The bearer token every protected route requires; never empty here.
+    pub token: String,
+}
+
+/// Binds `admin.address` when the API is enabled (`admin.token` set);
+/// `None` when it is off. Errors name the config key.
+pub async fn bind(config: &AdminConfig) -> Result<Option<TcpListener>, String> {
+    if config.token.is_empty() {
+        tracing::info!("admin API disabled (`admin.token` is empty)");
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(&config.address)
+        .await
+        .map_err(|e| format!("`admin.address`: cannot listen on {}: {e}", config.address))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(address = %addr, "admin API listening");
+    }
+    Ok(Some(listener))
+}
+
+/// Serves the API on `listener` until `shutdown` flips; requests already
+/// running are allowed to finish.
+pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
+    let app = router(state);
+    let stopping = async move { crate::submission::stopping(&mut shutdown).await };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+/// The routes, for [`serve`] (and for tests that drive it without a socket).
+pub fn router(state: AdminState) -> Router {
+    let state = Arc::new(state);
+    let protected = Router::new()
+        .route("/api/messages/{id}", get(queue::show))
+        .route("/api/queue", get(queue::summary))
+        .route("/api/queue/messages", get(queue::list))
+        .route("/api/queue/{id}/retry", post(queue::retry))
+        .route("/api/queue/{id}", delete(queue::drop_message))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/api/health", get(metrics::health))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see `herald::admin` for the routes") })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method") })
+        .with_state(state)
+}
+
+/// Lets a request through only with `Authorization: Bearer <admin.token>`.
+async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match header.and_then(bearer) {
+        Some(token) if same_token(token.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::unauthorized("the bearer token does not match `admin.token`").into_response(),
+        None => ApiError::unauthorized("send `Authorization: Bearer <admin.token>`").into_response(),
+    }
+}
+
+/// The credentials of a `Bearer` authorization (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell an attacker how much of a guess was right. Only the
+/// length can leak, which the token's entropy makes worthless.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let mut diff = given.len() ^ expected.len();
+    for (i, &e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!e);
+        diff |= usize::from(g ^ e);
+    }
+    diff == 0
+}
+
+/// An error answer: a status and an [`ErrorV1`] body.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "admin API: store error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(ErrorV1 { error: self.message })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"herald\""));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer  abc ", Some("abc")),
+            ("BEARER abc", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(bearer(header), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        let cases: [(&[u8], &[u8], bool); 6] = [
+            (b"change-me-admin-token", b"change-me-admin-token", true),
+            (b"change-me-admin-tokeN", b"change-me-admin-token", false),
+            (b"change-me-admin-toke", b"change-me-admin-token", false),
+            (b"change-me-admin-token!", b"change-me-admin-token", false),
+            (b"", b"change-me-admin-token", false),
+            (b"", b"", false),
+        ];
+        for (given, expected, want) in cases {
+            assert_eq!(same_token(given, expected), want, "{given:?}");
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! `herald queue list|summary|show|retry|drop`: the queue, through the
+//! running relay's admin API.
+//!
+//! The CLI never opens the database itself: sled allows one process per
+//! database, and the relay holds it. The API address and token come from
+//! the configuration (`admin.address`, `admin.token`), unless `--api` and
+//! `--token` say otherwise.
+
+use crate::admin::client::{AdminClient, Answer, ClientError};
+use crate::admin::{AttemptV1, MessageStateV1, MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
+use crate::config::Config;
+use crate::id::MessageId;
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Args)]
+pub struct QueueArgs {
+    #[command(subcommand)]
+    action: QueueAction,
+    /// Configuration file to read `admin.address` and `admin.token` from
+    /// (default: ./relay.toml, else the embedded default).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Admin API base URL, e.g. http://127.0.0.1:8025 (default: from `admin.address`).
+    #[arg(long, global = true)]
+    api: Option<String>,
+    /// Bearer token (default: `admin.token`). Visible to other local users
+    /// in the process list: prefer the config file.
+    #[arg(long, global = true)]
+    token: Option<String>,
+    /// Print the API's JSON answer as it came, on one line (pipe it to `jq` to format).
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Queued messages, newest first.
+    List {
+        /// Show at most this many (1 to 1000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        limit: u64,
+    },
+    /// Counts: messages, recipients by status, the earliest due time.
+    Summary,
+    /// One message (queued or finished): per recipient, status and every attempt.
+    Show {
+        /// The relay message id, as in the `250 2.0.0 Ok: queued as <id>` reply.
+        #[arg(value_parser = parse_id)]
+        id: MessageId,
+    },
+    /// Make a waiting message due now.
+    Retry {
+        /// The relay message id, as in the `250 2.0.0 Ok: queued as <id>` reply.
+        #[arg(value_parser = parse_id)]
+        id: MessageId,
+    },
+    /// Give up on a queued message: its pending recipients fail, no DSN is sent.
+    Drop {
+        /// The relay message id, as in the `250 2.0.0 Ok: queued as <id>` reply.
+        #[arg(value_parser = parse_id)]
+        id: MessageId,
+    },
+}
+
+/// Runs one `herald queue` command.
+pub fn run(args: QueueArgs) -> Result<(), String> {
+    let client = client(&args)?;
+    let json = args.json;
+    let e = |e: ClientError| e.to_string();
+    match args.action {
+        QueueAction::List { limit } => print(json, client.list(limit).map_err(e)?, list_text),
+        QueueAction::Summary => print(json, client.summary().map_err(e)?, summary_text),
+        QueueAction::Show { id } => print(json, client.message(&id).map_err(e)?, show_text),
+        QueueAction::Retry { id } => print(json, client.retry(&id).map_err(e)?, |m| {
+            format!("message {} is due now; the queue will try it shortly.\n", m.id)
+        }),
+        QueueAction::Drop { id } => print(json, client.drop_message(&id).map_err(e)?, |m| {
+            format!(
+                "message {} dropped; its pending recipients are marked failed (no DSN sent).\n\n{}",
+                m.id,
+                show_text(m)
+            )
+        }),
+    }
+    Ok(())
+}
+
+/// The client for `--api`/`--token`, or for the configuration's `[admin]`.
+fn client(args: &QueueArgs) -> Result<AdminClient, String> {
+    let (api, token) = match (&args.api, &args.token) {
+        (Some(api), Some(token)) => (api.clone(), token.clone()),
+        (api, token) => {
+            let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+            let api = api.clone().unwrap_or_else(|| api_url(&config.admin.address));
+            (api, token.clone().unwrap_or(config.admin.token))
+        }
+    };
+    if token.is_empty() {
+        return Err(
+            "the admin API is disabled: `admin.token` is empty in the configuration. Set it (16 characters or more) \
+                    and restart the relay, or pass --token"
+                .into(),
+        );
+    }
+    Ok(AdminClient::new(&api, &token))
+}
+
+/// `http://` + `admin.address`, with a wildcard address replaced by
+/// loopback (a relay listening on all addresses is reachable there).
+fn api_url(address: &str) -> String {
+    match address.parse::<SocketAddr>() {
+        Ok(mut addr) if addr.ip().is_unspecified() => {
+            let loopback = if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            addr.set_ip(loopback);
+            format!("http://{addr}")
+        }
+        _ => format!("http://{address}"),
+    }
+}
+
+fn parse_id(text: &str) -> Result<MessageId, String> {
+    MessageId::parse(text.trim()).ok_or_else(|| format!("`{text}` is not a relay message id (16 characters, e.g. 01jd5x3q8k2m7n4p)"))
+}
+
+/// Prints the answer's JSON exactly as the API sent it (fields this CLI
+/// does not know included), or its text rendering.
+fn print<T>(json: bool, answer: Answer<T>, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!("{}", answer.json.trim_end());
+    } else {
+        print!("{}", text(&answer.value));
+    }
+}
+
+fn list_text(list: &QueueListV1) -> String {
+    if list.messages.is_empty() {
+        return "the queue is empty\n".into();
+    }
+    let now = now_ms();
+    let header = ["ID", "RECEIVED (UTC)", "FROM", "RECIPIENTS", "ATTEMPTS", "NEXT ATTEMPT"];
+    let rows: Vec<Vec<String>> = list
+        .messages
+        .iter()
+        .map(|m| {
+            let next = if m.in_flight {
+                "in flight".to_string()
+            } else {
+                m.due_ms.map_or_else(|| "-".into(), |d| relative(d, now))
+            };
+            vec![
+                m.id.clone(),
+                time(m.received_ms),
+                m.from_address.clone(),
+                statuses(m),
+                m.attempts.to_string(),
+                next,
+            ]
+        })
+        .collect();
+    let mut out = table(&header, &rows);
+    if list.total > list.messages.len() {
+        out.push_str(&format!(
+            "(newest {} of {} queued messages; see --limit)\n",
+            list.messages.len(),
+            list.total
+        ));
+    }
+    out
+}
+
+fn summary_text(s: &QueueSummaryV1) -> String {
+    let mut out = format!("queued messages  {}\nin flight        {}\n", s.messages, s.in_flight);
+    if let Some(due) = s.oldest_due_ms {
+        out.push_str(&format!("earliest due     {} ({})\n", time(due), relative(due, now_ms())));
+    }
+    if !s.recipients_by_status.is_empty() {
+        out.push_str("recipients\n");
+        for (status, n) in &s.recipients_by_status {
+            out.push_str(&format!("  {status:<10} {n}\n"));
+        }
+    }
+    out
+}
+
+fn show_text(m: &MessageV1) -> String {
+    let now = now_ms();
+    let mut out = format!(
+        "message    {}{}\n",
+        m.id,
+        if m.is_dsn { " (delivery status notification)" } else { "" }
+    );
+    let state = match (m.state, m.in_flight, m.due_ms, m.finished_ms) {
+        (MessageStateV1::Finished, _, _, Some(at)) => format!("finished {}", time(at)),
+        (MessageStateV1::Finished, _, _, None) => "finished".into(),
+        (MessageStateV1::Queued, true, _, _) => "queued, delivery attempt in progress".into(),
+        (MessageStateV1::Queued, false, Some(due), _) => format!("queued, next attempt {} ({})", time(due), relative(due, now)),
+        (MessageStateV1::Queued, false, None, _) => "queued".into(),
+    };
+    out.push_str(&format!("state      {state}\n"));
+    let by = m.auth_user.as_deref().map_or_else(String::new, |u| format!(" by {u}"));
+    out.push_str(&format!(
+        "received   {}{by} from {}{}\n",
+        time(m.received_ms),
+        m.client_addr,
+        if m.tls { " over TLS" } else { "" }
+    ));
+    out.push_str(&format!(
+        "mail from  <{}>\nfrom       {}\nsize       {} bytes\nrounds     {}\n",
+        m.mail_from, m.from_address, m.size, m.attempts
+    ));
+    if let (Some(d), Some(s)) = (&m.signed_domain, &m.selector) {
+        out.push_str(&format!(
+            "signed as  d={d} s={s}{}\n",
+            m.reason.as_deref().map_or_else(String::new, |r| format!(" ({r})"))
+        ));
+    }
+    if let Some(envelope) = &m.envelope_from {
+        out.push_str(&format!("sent as    <{envelope}>\n"));
+    }
+    out.push_str("recipients\n");
+    for r in &m.recipients {
+        out.push_str(&format!("  {}  {}\n", r.address, r.status.as_str()));
+        for a in &r.attempts {
+            out.push_str(&format!("    {}\n", attempt(a)));
+        }
+    }
+    out
+}
+
+fn attempt(a: &AttemptV1) -> String {
+    let host = if a.host.is_empty() {
+        String::new()
+    } else {
+        format!("  {}", a.host)
+    };
+    format!("{}  {}{host}  {}", time(a.at_ms), a.outcome.as_str(), a.reply.trim_end())
+}
+
+/// `1 deferred, 1 delivered`, worst first.
+fn statuses(m: &MessageV1) -> String {
+    let mut counts: BTreeMap<RcptStatusV1, usize> = BTreeMap::new();
+    for r in &m.recipients {
+        *counts.entry(r.status).or_default() += 1;
+    }
+    counts
+        .iter()
+        .rev()
+        .map(|(s, n)| format!("{n} {}", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `2024-05-01T10:00:00Z`.
+fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// `in 59m 58s` or `3m 2s ago`, to the second.
+fn relative(ms: i64, now_ms: i64) -> String {
+    let secs = (ms - now_ms) / 1000;
+    let span = humantime::format_duration(Duration::from_secs(secs.unsigned_abs()));
+    match secs {
+        0 => "now".into(),
+        s if s > 0 => format!("in {span}"),
+        _ => format!("{span} ago"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls() {
+        let cases = [
+            ("127.0.0.1:8025", "http://127.0.0.1:8025"),
+            ("0.0.0.0:8025", "http://127.0.0.1:8025"),
+            ("[::]:8025", "http://[::1]:8025"),
+            ("[::1]:9", "http://[::1]:9"),
+        ];
+        for (address, want) in cases {
+            assert_eq!(api_url(address), want, "{address}");
+        }
+    }
+
+    #[test]
+    fn relative_times() {
+        let cases = [(61_000, "in 1m 1s"), (-3_500, "3s ago"), (400, "now")];
+        for (offset, want) in cases {
+            assert_eq!(relative(1_000_000 + offset, 1_000_000), want, "{offset}");
+        }
+    }
+
+    #[test]
+    fn tables_align() {
+        let rows = vec![
+            vec!["a".to_string(), "long cell".to_string()],
+            vec!["bbb".to_string(), "x".to_string()],
+        ];
+        assert_eq!(table(&["H1", "H2"], &rows), "H1   H2\na    long cell\nbbb  x\n");
+    }
+}

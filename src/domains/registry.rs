@@ -1,0 +1,334 @@
+//! The registered customer domains, in their own sled tree:
+//!
+//! | key                       | value                                   |
+//! |---------------------------|-----------------------------------------|
+//! | `d/<domain>`              | [`DomainRecord`] (JSON, versioned)      |
+//! | `t/<tenant, 8 bytes BE>`  | the domain, so a tenant label can be looked up |
+//! | `next_tenant`             | the last tenant id handed out (8 bytes BE) |
+//!
+//! Tenant ids count up from 1 and are never reused, not even after a
+//! domain is removed: an old CNAME to `t<id>` must never start pointing at
+//! someone else's keys.
+
+use super::input::{self, AddError};
+use super::names::{self, CustomerRecord};
+use super::state::{self, DomainState, Timing, Transition};
+use crate::clock::SharedClock;
+use crate::config::DomainsConfig;
+use crate::dkim::KeyStore;
+use crate::store::StoreError;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use std::sync::Arc;
+
+/// Version of [`DomainRecord`] as stored.
+pub const RECORD_VERSION: u32 = 1;
+const NEXT_TENANT: &[u8] = b"next_tenant";
+
+/// One customer domain as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainRecord {
+    /// [`RECORD_VERSION`].
+    pub v: u32,
+    /// Lowercase ASCII, no trailing dot.
+    pub domain: String,
+    /// `t<tenant>` in the operator's zone.
+    pub tenant: u64,
+    /// `em4821` in `em4821.customer.nl`.
+    pub return_path_label: String,
+    /// Selectors are `<prefix>1` and `<prefix>2`.
+    pub selector_prefix: String,
+    pub state: DomainState,
+    pub state_since_ms: i64,
+    /// When the records were last checked; `None` before the first check.
+    pub last_check_ms: Option<i64>,
+    pub next_check_ms: i64,
+    /// State changes, oldest first (at most [`state::MAX_HISTORY`]).
+    pub history: Vec<Transition>,
+    pub created_ms: i64,
+}
+
+impl DomainRecord {
+    /// A new pending record.
+    pub fn new(domain: &str, tenant: u64, return_path_label: &str, selector_prefix: &str, created_ms: i64, next_check_ms: i64) -> Self {
+        Self {
+            v: RECORD_VERSION,
+            domain: domain.to_string(),
+            tenant,
+            return_path_label: return_path_label.to_string(),
+            selector_prefix: selector_prefix.to_string(),
+            state: DomainState::Pending,
+            state_since_ms: created_ms,
+            last_check_ms: None,
+            next_check_ms,
+            history: Vec::new(),
+            created_ms,
+        }
+    }
+
+    /// The three CNAMEs the customer adds, pointing into `zone`.
+    pub fn customer_records(&self, zone: &str) -> [CustomerRecord; 3] {
+        names::customer_records(&self.domain, self.tenant, &self.return_path_label, &self.selector_prefix, zone)
+    }
+
+    pub fn selectors(&self) -> [String; 2] {
+        names::selectors(&self.selector_prefix)
+    }
+
+    /// The selector mail is signed with now.
+    pub fn active_selector(&self) -> String {
+        names::active_selector(&self.selector_prefix)
+    }
+
+    /// `em4821.customer.nl`: the envelope sender's domain when verified.
+    pub fn return_path_host(&self) -> String {
+        names::return_path_host(&self.return_path_label, &self.domain)
+    }
+
+    /// Whether mail is signed as the customer at `now_ms`.
+    pub fn signs_as_customer(&self, now_ms: i64, grace_ms: i64) -> bool {
+        state::signs_as_customer(self.state, self.state_since_ms, now_ms, grace_ms)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a domain record always serialises")
+    }
+
+    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason,
+        };
+        let record: DomainRecord = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if record.v != RECORD_VERSION {
+            return Err(corrupt(format!(
+                "record version {} is not known to this herald (knows {RECORD_VERSION})",
+                record.v
+            )));
+        }
+        Ok(record)
+    }
+}
+
+/// The domain registry; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    tree: sled::Tree,
+    keys: KeyStore,
+    clock: SharedClock,
+    config: Arc<DomainsConfig>,
+    timing: Timing,
+}
+
+fn domain_key(domain: &str) -> Vec<u8> {
+    [b"d/".as_slice(), domain.as_bytes()].concat()
+}
+
+fn tenant_key(tenant: u64) -> Vec<u8> {
+    [b"t/".as_slice(), &tenant.to_be_bytes()].concat()
+}
+
+/// How a name given to a lookup is compared with stored domains; a name
+/// that is not a domain falls back to its plain lowercase form (and is
+/// simply not found).
+fn lookup_name(name: &str) -> String {
+    input::normalise_domain(name).unwrap_or_else(|_| names::bare(name).to_ascii_lowercase())
+}
+
+impl Registry {
+    /// Opens the `domains` tree. `config` gives the operator zone, the
+    /// default prefixes and the timing.
+    pub fn open(db: &sled::Db, keys: KeyStore, clock: SharedClock, config: &DomainsConfig) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree: db.open_tree("domains")?,
+            keys,
+            clock,
+            config: Arc::new(config.clone()),
+            timing: Timing::from_config(config),
+        })
+    }
+
+    pub fn config(&self) -> &DomainsConfig {
+        &self.config
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Registers `domain` (pending): assigns the next tenant id, a random
+    /// `<prefix><4 digits>` return-path label unless one is given, and
+    /// creates both DKIM keys.
+    pub fn add(&self, domain: &str, selector_prefix: Option<&str>, return_path_label: Option<&str>) -> Result<DomainRecord, AddError> {
+        let domain = input::normalise_domain(domain)?;
+        input::check_allowed(&domain, &self.config.zone())?;
+        let prefix = selector_prefix
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| self.config.selector_prefix.to_ascii_lowercase());
+        input::check_selector_prefix(&prefix)?;
+        let label = match return_path_label {
+            Some(l) => l.to_ascii_lowercase(),
+            None => names::return_path_label(
+                &self.config.return_path_prefix.to_ascii_lowercase(),
+                rand::thread_rng().gen_range(1000..10_000),
+            ),
+        };
+        input::check_return_path_label(&label)?;
+        input::check_lengths(&domain, &label, &prefix)?;
+        let store = |e: StoreError| AddError::Store(e.to_string());
+        if let Some(existing) = self.get(&domain).map_err(store)? {
+            return Err(AddError::Duplicate {
+                domain,
+                tenant: existing.tenant,
+            });
+        }
+
+        let now = self.clock.now_ms();
+        let tenant = self.next_tenant().map_err(store)?;
+        for selector in names::selectors(&prefix) {
+            self.keys.get_or_create(&domain, &selector, now).map_err(AddError::Keys)?;
+        }
+        let record = DomainRecord::new(
+            &domain,
+            tenant,
+            &label,
+            &prefix,
+            now,
+            now.saturating_add(self.timing.recheck_pending_ms),
+        );
+        let (dkey, bytes) = (domain_key(&domain), record.encode());
+        let result = self.tree.transaction(|tx| {
+            if let Some(existing) = tx.get(&dkey)? {
+                let tenant = DomainRecord::decode(&dkey, &existing).map(|r| r.tenant).unwrap_or_default();
+                return Err(ConflictableTransactionError::Abort(tenant));
+            }
+            tx.insert(dkey.as_slice(), bytes.as_slice())?;
+            tx.insert(tenant_key(tenant), domain.as_bytes())?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                tracing::info!(domain = %record.domain, tenant = record.tenant, return_path = %record.return_path_host(), "domain added (pending)");
+                Ok(record)
+            }
+            // Added by someone else meanwhile; the keys are theirs now.
+            Err(TransactionError::Abort(tenant)) => Err(AddError::Duplicate { domain, tenant }),
+            Err(TransactionError::Storage(e)) => Err(AddError::Store(e.to_string())),
+        }
+    }
+
+    fn next_tenant(&self) -> Result<u64, StoreError> {
+        let read = |v: Option<&[u8]>| v.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes).unwrap_or(0);
+        let new = self
+            .tree
+            .update_and_fetch(NEXT_TENANT, |old| Some((read(old) + 1).to_be_bytes().to_vec()))?;
+        Ok(read(new.as_deref()))
+    }
+
+    /// The record of `domain` (any case, trailing dot allowed).
+    pub fn get(&self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
+        let key = domain_key(&lookup_name(domain));
+        self.tree.get(&key)?.map(|bytes| DomainRecord::decode(&key, &bytes)).transpose()
+    }
+
+    /// The domain of tenant `t<tenant>`.
+    pub fn by_tenant(&self, tenant: u64) -> Result<Option<DomainRecord>, StoreError> {
+        match self.tree.get(tenant_key(tenant))? {
+            Some(domain) => self.get(&String::from_utf8_lossy(&domain)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every registered domain, sorted by name.
+    pub fn list(&self) -> Result<Vec<DomainRecord>, StoreError> {
+        self.tree
+            .scan_prefix(b"d/")
+            .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| DomainRecord::decode(&k, &v)))
+            .collect()
+    }
+
+    /// Removes `domain` and its DKIM keys; the removed record, or `None`
+    /// when it was not registered. Its tenant id is not handed out again.
+    pub fn remove(&self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
+        let key = domain_key(&lookup_name(domain));
+        let removed = self.tree.transaction(|tx| {
+            let Some(bytes) = tx.remove(key.as_slice())? else { return Ok(None) };
+            let record = DomainRecord::decode(&key, &bytes).map_err(ConflictableTransactionError::Abort)?;
+            tx.remove(tenant_key(record.tenant))?;
+            Ok(Some(record))
+        });
+        let removed = match removed {
+            Ok(r) => r,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        if let Some(r) = &removed {
+            for selector in r.selectors() {
+                self.keys.remove(&r.domain, &selector)?;
+            }
+            tracing::info!(domain = %r.domain, tenant = r.tenant, state = %r.state, "domain removed, with its DKIM keys");
+        }
+        Ok(removed)
+    }
+
+    /// Changes the stored record of `domain` with `change`, retrying when
+    /// someone else changed it meanwhile (compare-and-swap). `None` when
+    /// the domain is not (or no longer) registered.
+    pub fn update(&self, domain: &str, mut change: impl FnMut(&mut DomainRecord)) -> Result<Option<DomainRecord>, StoreError> {
+        let key = domain_key(&lookup_name(domain));
+        loop {
+            let Some(old) = self.tree.get(&key)? else { return Ok(None) };
+            let mut record = DomainRecord::decode(&key, &old)?;
+            change(&mut record);
+            if self.tree.compare_and_swap(&key, Some(&old), Some(record.encode()))?.is_ok() {
+                return Ok(Some(record));
+            }
+        }
+    }
+
+    /// The registered domain that signs mail from `from_domain` now: the
+    /// most specific of the domain itself and its parents that is verified,
+    /// or failing inside its grace period; with its active selector.
+    pub fn covering(&self, from_domain: &str) -> Result<Option<(DomainRecord, String)>, StoreError> {
+        let now = self.clock.now_ms();
+        let name = lookup_name(from_domain);
+        let mut candidate = name.as_str();
+        loop {
+            if let Some(record) = self.get(candidate)?
+                && record.signs_as_customer(now, self.timing.grace_ms)
+            {
+                let selector = record.active_selector();
+                return Ok(Some((record, selector)));
+            }
+            match candidate.split_once('.') {
+                Some((_, parent)) => candidate = parent,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// `(selector, base64 public key)` for both selectors of `record`.
+    pub fn public_keys(&self, record: &DomainRecord) -> Result<Vec<(String, String)>, String> {
+        record
+            .selectors()
+            .into_iter()
+            .map(|selector| {
+                let key = self
+                    .keys
+                    .get(&record.domain, &selector)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no DKIM key {selector} for {}", record.domain))?;
+                Ok((selector, crate::dkim::public_key_b64(&key.der()?)?))
+            })
+            .collect()
+    }
+}
