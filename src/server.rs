@@ -6,6 +6,7 @@ use crate::config::{Config, ListenerTls};
 use crate::delivery::{Dispatcher, Preparer, Settings};
 use crate::dkim::KeyStore;
 use crate::dns::Dns;
+use crate::domains::Domains;
 use crate::queue::QueueCore;
 use crate::store::Store;
 use crate::submission::{self, Acceptors, Context, Listener};
@@ -20,12 +21,14 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     pub store: Store,
     pub queue: Arc<QueueCore>,
+    pub domains: Domains,
     /// The bound admin API address; `None` when `admin.token` is empty.
     pub admin_addr: Option<SocketAddr>,
     admin: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
     scheduler: tokio::task::JoinHandle<()>,
+    rechecks: tokio::task::JoinHandle<()>,
     grace: Duration,
 }
 
@@ -53,6 +56,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     // can be published before any mail goes out.
     let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
     relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
+    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains).map_err(|e| format!("`server.data_dir`: {e}"))?;
+    let rechecks = tokio::spawn(crate::domains::recheck::run(domains.clone(), shutdown_rx.clone()));
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
@@ -61,10 +66,10 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
     });
 
-    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, shutdown_rx));
+    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    Ok(Running { addrs, store, queue, admin_addr, admin, shutdown, acceptors, scheduler, grace })
+    Ok(Running { addrs, store, queue, domains, admin_addr, admin, shutdown, acceptors, scheduler, rechecks, grace })
 }
 
 impl Running {
@@ -80,6 +85,7 @@ impl Running {
             let _ = tokio::time::timeout(self.grace, admin).await;
         }
         let _ = self.scheduler.await;
+        let _ = self.rechecks.await;
         if let Err(e) = self.store.durable().await {
             tracing::error!(error = %e, "final flush failed");
         }

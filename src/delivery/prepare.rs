@@ -61,7 +61,17 @@ impl Preparer {
     /// Builds the [`Prepared`] block. `Err` means "try again later"
     /// (temporary DNS failure or a key problem).
     pub async fn prepare(&self, record: &MessageRecord, body: sled::IVec) -> Result<Prepared, String> {
-        let identity = Identity::Relay;
+        let (mut identity, mut reason) = match &record.decision {
+            Some(d) => (d.identity.clone(), d.reason.clone()),
+            None => (Identity::Relay, "sending as the relay".to_string()),
+        };
+        if let Identity::Customer { domain, selector, .. } = &identity
+            && self.keys.get(domain, selector).map_err(|e| e.to_string())?.is_none()
+        {
+            // The domain was removed after acceptance: its key is gone.
+            reason = format!("{domain} has no key {selector} any more (domain removed?), sending as the relay");
+            identity = Identity::Relay;
+        }
         let (sign_domain, selector) = match &identity {
             Identity::Relay => (self.identity.domain.clone(), self.identity.dkim_selector.clone()),
             Identity::Customer { domain, selector, .. } => (domain.clone(), selector.clone()),
@@ -69,7 +79,6 @@ impl Preparer {
         let envelope_from = if record.is_dsn { String::new() } else { policy::envelope_sender(&identity, &self.identity.bounce_domain, &record.id) };
         let mut prefix = record.received_header.clone();
         let mut skip = None;
-        let mut reason = "unverified domain: relay identity".to_string();
         if !record.is_dsn && self.identity.rewrite_from && identity == Identity::Relay {
             let dmarc = self.dmarc(&record.from_domain).await?;
             if policy::must_rewrite_from(&identity, dmarc, true) {
@@ -77,7 +86,7 @@ impl Preparer {
                 let has_reply_to = !field_ranges(&body, "Reply-To").is_empty();
                 prefix.push_str(&policy::rewritten_from(from.name.as_deref(), &from.address, &self.identity.relay_name, &self.identity.domain, has_reply_to));
                 skip = field_ranges(&body, "From").first().copied();
-                reason = format!("unverified domain, DMARC {dmarc:?} for {}: relay identity, From rewritten", record.from_domain).to_lowercase();
+                reason = format!("{reason}; DMARC {dmarc:?} for {}, From rewritten", record.from_domain).to_lowercase();
             }
         }
         if field_ranges(&body, "Message-ID").is_empty() {

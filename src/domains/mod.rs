@@ -13,6 +13,7 @@
 //! [`Domains`] bundles registry, resolver and configuration for the API,
 //! the CLI and the background re-check task.
 
+pub mod recheck;
 pub mod input;
 pub mod names;
 pub mod registry;

@@ -9,7 +9,8 @@ pub use dmarc::{DmarcPolicy, DmarcRecord, parse_dmarc, policy_for};
 use crate::id::MessageId;
 
 /// Who a message is sent as.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Identity {
     /// The relay's own domain: the customer domain is not verified.
     Relay,
@@ -22,6 +23,40 @@ pub enum Identity {
         /// Return-path host, `em1234.customer.nl`.
         return_path: String,
     },
+}
+
+/// The verified (or failing-in-grace) domain that covers a From domain,
+/// as the domain registry found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Covering {
+    pub domain: String,
+    pub selector: String,
+    pub return_path: String,
+    /// `verified` or `failing`.
+    pub state: String,
+}
+
+/// The decision made at acceptance and stored with the message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Decision {
+    pub identity: Identity,
+    pub reason: String,
+}
+
+/// Chooses the identity for mail From `from_domain` (DESIGN policy 2–4):
+/// the covering customer domain if there is one, else the relay.
+pub fn decide(from_domain: &str, covering: Option<Covering>) -> Decision {
+    match covering {
+        Some(c) => {
+            let reason = if c.domain.eq_ignore_ascii_case(from_domain) {
+                format!("{} is a {} domain, signing as the customer", c.domain, c.state)
+            } else {
+                format!("{} covers {from_domain} as a {} domain, signing as the customer", c.domain, c.state)
+            };
+            Decision { identity: Identity::Customer { domain: c.domain, selector: c.selector, return_path: c.return_path }, reason }
+        }
+        None => Decision { identity: Identity::Relay, reason: format!("{from_domain} is not covered by a verified domain, sending as the relay") },
+    }
 }
 
 /// The envelope sender for a message: `bounces+<id>@<host>`, on the
@@ -82,6 +117,24 @@ mod tests {
 
     fn customer() -> Identity {
         Identity::Customer { domain: "customer.nl".into(), selector: "hr1".into(), return_path: "em4821.customer.nl".into() }
+    }
+
+    #[test]
+    fn decisions() {
+        let cov = |d: &str, state: &str| Some(Covering { domain: d.into(), selector: "hr1".into(), return_path: format!("em1234.{d}"), state: state.into() });
+        let cases = [
+            ("customer.nl", cov("customer.nl", "verified"), "customer.nl", "customer.nl is a verified domain, signing as the customer"),
+            ("billing.customer.nl", cov("customer.nl", "verified"), "customer.nl", "customer.nl covers billing.customer.nl as a verified domain, signing as the customer"),
+            ("customer.nl", cov("customer.nl", "failing"), "customer.nl", "customer.nl is a failing domain, signing as the customer"),
+        ];
+        for (from, covering, domain, reason) in cases {
+            let d = decide(from, covering);
+            assert!(matches!(&d.identity, Identity::Customer { domain: got, .. } if got == domain), "{d:?}");
+            assert_eq!(d.reason, reason);
+        }
+        let d = decide("other.nl", None);
+        assert_eq!(d.identity, Identity::Relay);
+        assert_eq!(d.reason, "other.nl is not covered by a verified domain, sending as the relay");
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, body: &[u
         received_header: crate::message::received_header(&core.hostname, "127.0.0.1", &core.hostname, false, false, id.as_str(), Some(&record.mail_from), now / 1000),
         recipients: vec![Recipient { address: record.mail_from.clone(), status: RcptStatus::Queued, attempts: Vec::new() }],
         due_ms: now,
+        decision: None,
         attempts: 0,
         prepared: None,
         finished_ms: None,

@@ -36,6 +36,9 @@ pub struct MessageRecord {
     pub recipients: Vec<Recipient>,
     /// When the next delivery attempt is due (ms); meaningless once finished.
     pub due_ms: i64,
+    /// The sending identity chosen at acceptance (DESIGN policy 2–4).
+    #[serde(default)]
+    pub decision: Option<crate::policy::Decision>,
     /// Delivery rounds started so far (written before each round begins).
     #[serde(default)]
     pub attempts: u32,

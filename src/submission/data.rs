@@ -46,6 +46,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     };
     let now = ctx.clock.now_ms();
     let id = MessageId::generate(now);
+    let decision = ctx.decide(&from.domain);
     let helo = state.helo.clone().unwrap_or_default();
     let client_ip = state.peer.ip().to_canonical().to_string();
     let single_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].as_str());
@@ -65,6 +66,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         received_header: received,
         recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued, attempts: Vec::new() }).collect(),
         due_ms: now,
+        decision: Some(decision),
         attempts: 0,
         prepared: None,
         finished_ms: None,
@@ -79,6 +81,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
                 rcpts = record.recipients.len(),
                 size = record.size,
                 user = record.auth_user.as_deref().unwrap_or("-"),
+                identity = record.decision.as_ref().map(|d| d.reason.as_str()).unwrap_or("-"),
                 "queued"
             );
             Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}"))

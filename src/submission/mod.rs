@@ -36,12 +36,21 @@ pub struct Context {
     pub store: Store,
     pub clock: SharedClock,
     pub tls: Option<TlsAcceptor>,
+    /// Customer domains, for the identity decision at acceptance.
+    pub domains: Option<crate::domains::Registry>,
     /// Flips to `true` when the relay is shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
 
 impl Context {
-    pub fn new(config: &Config, store: Store, clock: SharedClock, tls: Option<TlsAcceptor>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        clock: SharedClock,
+        tls: Option<TlsAcceptor>,
+        domains: Option<crate::domains::Registry>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             hostname: config.server.hostname.clone(),
             limits: config.limits.clone(),
@@ -50,8 +59,32 @@ impl Context {
             store,
             clock,
             tls,
+            domains,
             shutdown,
         }
+    }
+}
+
+impl Context {
+    /// The identity decision for mail From `from_domain`. A registry read
+    /// error falls back to the relay identity (mail still flows) and is logged.
+    pub fn decide(&self, from_domain: &str) -> crate::policy::Decision {
+        let covering = match &self.domains {
+            Some(registry) => match registry.covering(from_domain) {
+                Ok(found) => found.map(|(record, selector)| crate::policy::Covering {
+                    return_path: record.return_path_host(),
+                    state: record.state.to_string(),
+                    domain: record.domain,
+                    selector,
+                }),
+                Err(e) => {
+                    tracing::error!(error = %e, from_domain, "cannot read the domain registry; sending as the relay");
+                    None
+                }
+            },
+            None => None,
+        };
+        crate::policy::decide(from_domain, covering)
     }
 }
 
