@@ -15,6 +15,7 @@ pub mod dns;
 pub mod dkim;
 pub mod domains;
 pub mod id;
+pub mod inbound;
 pub mod message;
 pub mod policy;
 pub mod queue;

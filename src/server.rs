@@ -25,6 +25,9 @@ pub struct Running {
     /// The bound admin API address; `None` when `admin.token` is empty.
     pub admin_addr: Option<SocketAddr>,
     admin: Option<tokio::task::JoinHandle<()>>,
+    /// The bound bounce intake address; `None` when `bounces.address` is empty.
+    pub bounce_addr: Option<SocketAddr>,
+    bounces: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
     scheduler: tokio::task::JoinHandle<()>,
@@ -47,6 +50,16 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let addrs = listeners.iter().map(Listener::local_addr).collect();
     let admin_listener = crate::admin::bind(&config.admin).await?;
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let bounce_listener = match config.bounces.address.trim() {
+        "" => None,
+        text => {
+            let addr = config.bounces.socket_addr().ok_or_else(|| format!("`bounces.address`: `{text}` is not an IP address with a port"))?;
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("`bounces.address`: cannot listen on {addr}: {e}"))?;
+            tracing::info!(address = %l.local_addr().unwrap_or(addr), "listening for bounces");
+            Some(l)
+        }
+    };
+    let bounce_addr = bounce_listener.as_ref().and_then(|l| l.local_addr().ok());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let dns = Dns::from_config(&config.dns)?;
@@ -62,14 +75,18 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
     let admin = admin_listener.map(|l| {
-        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), token: config.admin.token.clone() };
+        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone() };
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
+    });
+    let bounces = bounce_listener.map(|l| {
+        let ctx = crate::inbound::Context::new(config, store.clone(), queue.clone(), domains.registry().clone(), shutdown_rx.clone());
+        tokio::spawn(crate::inbound::serve(l, Arc::new(ctx)))
     });
 
     let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    Ok(Running { addrs, store, queue, domains, admin_addr, admin, shutdown, acceptors, scheduler, rechecks, grace })
+    Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, shutdown, acceptors, scheduler, rechecks, grace })
 }
 
 impl Running {
@@ -79,6 +96,11 @@ impl Running {
         let _ = self.shutdown.send(true);
         if tokio::time::timeout(self.grace, self.acceptors.drained()).await.is_err() {
             tracing::warn!(grace_secs = self.grace.as_secs(), "sessions still open after the grace period; closing them");
+        }
+        if let Some(bounces) = self.bounces
+            && tokio::time::timeout(self.grace, bounces).await.is_err()
+        {
+            tracing::warn!(grace_secs = self.grace.as_secs(), "bounce sessions still open after the grace period; closing them");
         }
         if let Some(admin) = self.admin {
             // Admin requests may still write to the store; let them finish first.

@@ -20,7 +20,7 @@ fn write_config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 fn write_config_with(dir: &std::path::Path, port: u16, extra: &str) -> std::path::PathBuf {
     let text = format!(
         "[server]\nhostname = \"relay.test\"\ndata_dir = \"data\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
-         [[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n{extra}",
+         [[listener]]\naddress = \"127.0.0.1:{port}\"\ntls = \"starttls\"\n[[user]]\nname = \"{USER}\"\npassword_hash = \"{}\"\n[bounces]\naddress = \"127.0.0.1:0\"\n{extra}",
         password_hash()
     );
     let file = dir.join("relay.toml");

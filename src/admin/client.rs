@@ -1,8 +1,9 @@
-//! A blocking client for the admin API, used by `herald queue`. It speaks
+//! A blocking client for the admin API, used by `herald queue`, `herald
+//! domain` and `herald dns`. It speaks
 //! the same [`super::types`] the server answers with, and keeps each
 //! answer's JSON text too, for `--json` output.
 
-use super::types::{ErrorV1, HealthV1, MessageV1, QueueListV1, QueueSummaryV1};
+use super::types::{AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, MessageV1, QueueListV1, QueueSummaryV1, VerificationV1};
 use crate::id::MessageId;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -112,15 +113,55 @@ impl AdminClient {
         self.call("DELETE", &format!("/api/queue/{id}"))
     }
 
+    /// Registers a customer domain; the answer holds the three records.
+    pub fn add_domain(&self, request: &AddDomainV1) -> Result<Answer<DomainV1>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Self::decode(self.send("POST", "/api/domains", Some(body))?)
+    }
+
+    pub fn domains(&self) -> Result<Answer<DomainListV1>, ClientError> {
+        self.call("GET", "/api/domains")
+    }
+
+    pub fn domain(&self, domain: &str) -> Result<Answer<DomainV1>, ClientError> {
+        self.call("GET", &format!("/api/domains/{}", segment(domain)))
+    }
+
+    /// Checks the domain's three records now ("check my records").
+    pub fn verify_domain(&self, domain: &str) -> Result<Answer<VerificationV1>, ClientError> {
+        self.call("POST", &format!("/api/domains/{}/verify", segment(domain)))
+    }
+
+    pub fn remove_domain(&self, domain: &str) -> Result<Answer<DomainV1>, ClientError> {
+        self.call("DELETE", &format!("/api/domains/{}", segment(domain)))
+    }
+
+    /// The operator zone as a zone-file fragment (text, not JSON).
+    pub fn zone(&self) -> Result<String, ClientError> {
+        self.send("GET", "/api/dns/zone", None)
+    }
+
     fn call<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<Answer<T>, ClientError> {
+        Self::decode(self.send(method, path, None)?)
+    }
+
+    fn decode<T: DeserializeOwned>(json: String) -> Result<Answer<T>, ClientError> {
+        let value = serde_json::from_str(&json).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Answer { value, json })
+    }
+
+    /// One request, with a JSON body if given; the answer's text.
+    fn send(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<String, ClientError> {
         let request = self
             .agent
             .request(method, &format!("{}{path}", self.base))
             .set("Authorization", &format!("Bearer {}", self.token));
-        let response = request.call().map_err(|e| self.error(e))?;
-        let json = response.into_string().map_err(|e| ClientError::Transport(e.to_string()))?;
-        let value = serde_json::from_str(&json).map_err(|e| ClientError::Decode(e.to_string()))?;
-        Ok(Answer { value, json })
+        let response = match body {
+            Some(json) => request.send_json(json),
+            None => request.call(),
+        };
+        let response = response.map_err(|e| self.error(e))?;
+        response.into_string().map_err(|e| ClientError::Transport(e.to_string()))
     }
 
     fn error(&self, e: ureq::Error) -> ClientError {
@@ -145,10 +186,43 @@ impl AdminClient {
     }
 }
 
+/// `text` as one URL path segment: everything but unreserved characters
+/// (RFC 3986 §2.3) percent-encoded, so a typed `a/b` or `x?y` stays one
+/// segment and reaches the API as typed.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The innermost cause, e.g. "Connection refused (os error 111)".
 fn detail(t: &ureq::Transport) -> String {
     match std::error::Error::source(t) {
         Some(cause) => cause.to_string(),
         None => t.message().map_or_else(|| t.to_string(), str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments() {
+        let cases = [
+            ("customer.nl", "customer.nl"),
+            ("not a domain", "not%20a%20domain"),
+            ("a/b?c#d", "a%2Fb%3Fc%23d"),
+            ("bücher.de", "b%C3%BCcher.de"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(segment(text), want, "{text}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The admin HTTP API (HTTP/1, JSON): message status per recipient, queue
-//! inspection and operator actions, health and Prometheus metrics.
+//! inspection and operator actions, customer domains, the operator zone,
+//! health and Prometheus metrics.
 //!
 //! | route                          | auth   | answer |
 //! |--------------------------------|--------|--------|
@@ -9,6 +10,12 @@
 //! | `GET /api/queue/messages?limit=N` | bearer | [`QueueListV1`], newest first, N ≤ 1000 (default 100) |
 //! | `POST /api/queue/{id}/retry`   | bearer | [`MessageV1`]: due now |
 //! | `DELETE /api/queue/{id}`       | bearer | [`MessageV1`]: retired, pending recipients failed, no DSN |
+//! | `POST /api/domains`            | bearer | [`AddDomainV1`] → 201 [`DomainV1`], pending, with its records |
+//! | `GET /api/domains`             | bearer | [`DomainListV1`] |
+//! | `GET /api/domains/{domain}`    | bearer | [`DomainV1`] |
+//! | `POST /api/domains/{domain}/verify` | bearer | [`VerificationV1`]: checked now, state updated |
+//! | `DELETE /api/domains/{domain}` | bearer | [`DomainV1`]: removed, with its DKIM keys |
+//! | `GET /api/dns/zone`            | bearer | text/plain zone-file fragment (`herald dns zone`) |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
 //!
 //! "bearer" means `Authorization: Bearer <admin.token>`, compared in
@@ -23,15 +30,19 @@
 //! database).
 
 pub mod client;
+mod domains;
 mod metrics;
 mod queue;
 pub mod types;
 
 pub use types::{
-    AttemptV1, ErrorV1, HealthV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1,
+    AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1, HealthV1, MessageStateV1,
+    MessageV1, OperatorRecordV1, OutcomeV1, OverallV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1, RecordCheckV1,
+    TransitionV1, VerificationV1,
 };
 
 use crate::config::AdminConfig;
+use crate::domains::Domains;
 use crate::queue::QueueCore;
 use crate::store::{Store, StoreError};
 use axum::extract::{Request, State};
@@ -48,6 +59,9 @@ use tokio::sync::watch;
 pub struct AdminState {
     pub store: Store,
     pub queue: Arc<QueueCore>,
+    /// The customer domain registry; the relay's own identity and key are
+    /// the queue's ([`QueueCore::preparer`]).
+    pub domains: Domains,
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
 }
@@ -87,6 +101,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/queue/messages", get(queue::list))
         .route("/api/queue/{id}/retry", post(queue::retry))
         .route("/api/queue/{id}", delete(queue::drop_message))
+        .route("/api/domains", get(domains::list).post(domains::add))
+        .route("/api/domains/{domain}", get(domains::show).delete(domains::remove))
+        .route("/api/domains/{domain}/verify", post(domains::verify))
+        .route("/api/dns/zone", get(domains::zone))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -199,12 +199,14 @@ pub async fn run(addr: SocketAddr, starttls: bool) -> Result<(), String> {
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            _ = tick.tick() => println!("sink: {} messages, {} connections", sink.count(), sink.connections()),
+            // Polled first: `ctrl_c` only listens once it has been polled.
+            biased;
             r = &mut ctrl_c => {
                 r.map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
                 println!("sink: {} messages, {} connections", sink.count(), sink.connections());
                 return Ok(());
             }
+            _ = tick.tick() => println!("sink: {} messages, {} connections", sink.count(), sink.connections()),
         }
     }
 }

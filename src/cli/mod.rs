@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod api;
+mod domain;
 mod queue;
 
 #[derive(Parser)]
@@ -34,6 +36,10 @@ enum Command {
     Passwd,
     /// Inspect and act on the queue of the running relay (through its admin API).
     Queue(queue::QueueArgs),
+    /// Customer domains: add, list, show, verify, remove (through the admin API).
+    Domain(domain::DomainArgs),
+    /// The operator's DNS: `herald dns zone` prints the records to publish.
+    Dns(domain::DnsArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -89,6 +95,8 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Queue(args) => queue::run(args),
+        Command::Domain(args) => domain::run(args),
+        Command::Dns(args) => domain::run_dns(args),
         Command::Bench { action } => {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))

@@ -1,36 +1,19 @@
 //! `herald queue list|summary|show|retry|drop`: the queue, through the
-//! running relay's admin API.
-//!
-//! The CLI never opens the database itself: sled allows one process per
-//! database, and the relay holds it. The API address and token come from
-//! the configuration (`admin.address`, `admin.token`), unless `--api` and
-//! `--token` say otherwise.
+//! running relay's admin API (see [`super::api`] for how it is found).
 
-use crate::admin::client::{AdminClient, Answer, ClientError};
+use super::api::{ApiArgs, now_ms, print, relative, table, time};
+use crate::admin::client::ClientError;
 use crate::admin::{AttemptV1, MessageStateV1, MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
-use crate::config::Config;
 use crate::id::MessageId;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Args)]
 pub struct QueueArgs {
     #[command(subcommand)]
     action: QueueAction,
-    /// Configuration file to read `admin.address` and `admin.token` from
-    /// (default: ./relay.toml, else the embedded default).
-    #[arg(long, short, global = true)]
-    config: Option<PathBuf>,
-    /// Admin API base URL, e.g. http://127.0.0.1:8025 (default: from `admin.address`).
-    #[arg(long, global = true)]
-    api: Option<String>,
-    /// Bearer token (default: `admin.token`). Visible to other local users
-    /// in the process list: prefer the config file.
-    #[arg(long, global = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// Print the API's JSON answer as it came, on one line (pipe it to `jq` to format).
     #[arg(long, global = true)]
     json: bool,
@@ -68,17 +51,17 @@ enum QueueAction {
 
 /// Runs one `herald queue` command.
 pub fn run(args: QueueArgs) -> Result<(), String> {
-    let client = client(&args)?;
+    let client = args.api.client()?;
     let json = args.json;
     let e = |e: ClientError| e.to_string();
     match args.action {
-        QueueAction::List { limit } => print(json, client.list(limit).map_err(e)?, list_text),
-        QueueAction::Summary => print(json, client.summary().map_err(e)?, summary_text),
-        QueueAction::Show { id } => print(json, client.message(&id).map_err(e)?, show_text),
-        QueueAction::Retry { id } => print(json, client.retry(&id).map_err(e)?, |m| {
+        QueueAction::List { limit } => print(json, &client.list(limit).map_err(e)?, list_text),
+        QueueAction::Summary => print(json, &client.summary().map_err(e)?, summary_text),
+        QueueAction::Show { id } => print(json, &client.message(&id).map_err(e)?, show_text),
+        QueueAction::Retry { id } => print(json, &client.retry(&id).map_err(e)?, |m| {
             format!("message {} is due now; the queue will try it shortly.\n", m.id)
         }),
-        QueueAction::Drop { id } => print(json, client.drop_message(&id).map_err(e)?, |m| {
+        QueueAction::Drop { id } => print(json, &client.drop_message(&id).map_err(e)?, |m| {
             format!(
                 "message {} dropped; its pending recipients are marked failed (no DSN sent).\n\n{}",
                 m.id,
@@ -89,55 +72,8 @@ pub fn run(args: QueueArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The client for `--api`/`--token`, or for the configuration's `[admin]`.
-fn client(args: &QueueArgs) -> Result<AdminClient, String> {
-    let (api, token) = match (&args.api, &args.token) {
-        (Some(api), Some(token)) => (api.clone(), token.clone()),
-        (api, token) => {
-            let config = Config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-            let api = api.clone().unwrap_or_else(|| api_url(&config.admin.address));
-            (api, token.clone().unwrap_or(config.admin.token))
-        }
-    };
-    if token.is_empty() {
-        return Err(
-            "the admin API is disabled: `admin.token` is empty in the configuration. Set it (16 characters or more) \
-                    and restart the relay, or pass --token"
-                .into(),
-        );
-    }
-    Ok(AdminClient::new(&api, &token))
-}
-
-/// `http://` + `admin.address`, with a wildcard address replaced by
-/// loopback (a relay listening on all addresses is reachable there).
-fn api_url(address: &str) -> String {
-    match address.parse::<SocketAddr>() {
-        Ok(mut addr) if addr.ip().is_unspecified() => {
-            let loopback = if addr.is_ipv4() {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            };
-            addr.set_ip(loopback);
-            format!("http://{addr}")
-        }
-        _ => format!("http://{address}"),
-    }
-}
-
 fn parse_id(text: &str) -> Result<MessageId, String> {
     MessageId::parse(text.trim()).ok_or_else(|| format!("`{text}` is not a relay message id (16 characters, e.g. 01jd5x3q8k2m7n4p)"))
-}
-
-/// Prints the answer's JSON exactly as the API sent it (fields this CLI
-/// does not know included), or its text rendering.
-fn print<T>(json: bool, answer: Answer<T>, text: impl FnOnce(&T) -> String) {
-    if json {
-        println!("{}", answer.json.trim_end());
-    } else {
-        print!("{}", text(&answer.value));
-    }
 }
 
 fn list_text(list: &QueueListV1) -> String {
@@ -256,79 +192,4 @@ fn statuses(m: &MessageV1) -> String {
         .map(|(s, n)| format!("{n} {}", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut out = line(header.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-/// `2024-05-01T10:00:00Z`.
-fn time(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
-/// `in 59m 58s` or `3m 2s ago`, to the second.
-fn relative(ms: i64, now_ms: i64) -> String {
-    let secs = (ms - now_ms) / 1000;
-    let span = humantime::format_duration(Duration::from_secs(secs.unsigned_abs()));
-    match secs {
-        0 => "now".into(),
-        s if s > 0 => format!("in {span}"),
-        _ => format!("{span} ago"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_urls() {
-        let cases = [
-            ("127.0.0.1:8025", "http://127.0.0.1:8025"),
-            ("0.0.0.0:8025", "http://127.0.0.1:8025"),
-            ("[::]:8025", "http://[::1]:8025"),
-            ("[::1]:9", "http://[::1]:9"),
-        ];
-        for (address, want) in cases {
-            assert_eq!(api_url(address), want, "{address}");
-        }
-    }
-
-    #[test]
-    fn relative_times() {
-        let cases = [(61_000, "in 1m 1s"), (-3_500, "3s ago"), (400, "now")];
-        for (offset, want) in cases {
-            assert_eq!(relative(1_000_000 + offset, 1_000_000), want, "{offset}");
-        }
-    }
-
-    #[test]
-    fn tables_align() {
-        let rows = vec![
-            vec!["a".to_string(), "long cell".to_string()],
-            vec!["bbb".to_string(), "x".to_string()],
-        ];
-        assert_eq!(table(&["H1", "H2"], &rows), "H1   H2\na    long cell\nbbb  x\n");
-    }
 }

@@ -5,10 +5,12 @@
 //! rejected on the spot, so that [`validate`] can report every mistake in
 //! one go, each naming its key and the fix.
 
+mod bounces;
 mod domains;
 mod outbound;
 mod validate;
 
+pub use bounces::BouncesConfig;
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -47,6 +49,7 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub admin: AdminConfig,
     pub domains: DomainsConfig,
+    pub bounces: BouncesConfig,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).

@@ -169,13 +169,17 @@ async fn deliver(
     conn: &mut Option<Connection>,
     targets: &mut Option<Result<Vec<Target>, route::RouteError>>,
 ) -> Vec<JobOutcome> {
-    let prepared = match job.msg.prepared().await {
+    let body = match job.msg.body() {
+        Ok(b) => b,
+        Err(e) => return all(job, Outcome::Temporary, "", &format!("not sent: {e}")),
+    };
+    let prepared = match job.msg.prepared(&body).await {
         Ok(p) => p,
         Err(e) => return all(job, Outcome::Temporary, "", &format!("not sent: {e}")),
     };
     let addresses = job.msg.addresses(&job.rcpts).await;
     let rcpts: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    let chunks = prepared.chunks(&job.msg.body);
+    let chunks = prepared.chunks(&body);
     // A reused connection may have been closed by the server meanwhile:
     // one fresh connection is tried before the job is deferred.
     for _ in 0..2 {

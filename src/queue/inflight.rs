@@ -1,12 +1,13 @@
 //! A message during one delivery round: its record (updated as each
-//! destination's outcome arrives), its body, and the prepared header
-//! block, computed once and shared by every destination.
+//! destination's outcome arrives) and the prepared header block, computed
+//! once and shared by every destination. The body is not held here: a
+//! connection loads it right before sending and drops it right after, so
+//! memory grows with open connections, not with the queue.
 
 use super::QueueCore;
 use crate::delivery::dsn;
 use crate::id::MessageId;
 use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, records::RECORD_VERSION};
-use sled::IVec;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,22 +23,30 @@ pub struct JobOutcome {
 pub struct InFlight {
     core: Arc<QueueCore>,
     pub id: MessageId,
-    pub body: IVec,
     record: tokio::sync::Mutex<MessageRecord>,
     prepared: tokio::sync::OnceCell<Result<Prepared, String>>,
     jobs_left: AtomicUsize,
 }
 
 impl InFlight {
-    pub fn new(core: Arc<QueueCore>, record: MessageRecord, body: IVec, jobs: usize) -> Arc<Self> {
+    pub fn new(core: Arc<QueueCore>, record: MessageRecord, jobs: usize) -> Arc<Self> {
         Arc::new(Self {
             core,
             id: record.id,
-            body,
             record: tokio::sync::Mutex::new(record),
             prepared: tokio::sync::OnceCell::new(),
             jobs_left: AtomicUsize::new(jobs),
         })
+    }
+
+    /// The message as submitted, copied out of the store (a value sled
+    /// hands out can pin a whole leaf of other messages in memory).
+    pub fn body(&self) -> Result<Arc<[u8]>, String> {
+        match self.core.store.body(&self.id) {
+            Ok(Some(b)) => Ok(Arc::from(&b[..])),
+            Ok(None) => Err("the message body is missing from the spool".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Recipient addresses by index.
@@ -48,14 +57,14 @@ impl InFlight {
 
     /// The envelope sender and header block: stored ones on a retry, else
     /// prepared now (once, however many destinations ask) and stored.
-    pub async fn prepared(&self) -> Result<Prepared, String> {
+    pub async fn prepared(&self, body: &Arc<[u8]>) -> Result<Prepared, String> {
         self.prepared
             .get_or_init(|| async {
                 let snapshot = self.record.lock().await.clone();
                 if let Some(p) = snapshot.prepared {
                     return Ok(p);
                 }
-                let p = self.core.preparer.prepare(&snapshot, self.body.clone()).await?;
+                let p = self.core.preparer.prepare(&snapshot, body.clone()).await?;
                 let mut record = self.record.lock().await;
                 record.prepared = Some(p.clone());
                 self.core.store.update(&record, Some(record.due_ms)).map_err(|e| e.to_string())?;
@@ -89,7 +98,8 @@ impl InFlight {
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
         if last && record.is_finished() {
-            finish(&self.core, record.clone(), &self.body);
+            let body = self.core.store.body(&self.id).ok().flatten().unwrap_or_default();
+            finish(&self.core, record.clone(), &body);
         } else if let Err(e) = self.core.store.update(&record, Some(record.due_ms)) {
             tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome");
         }
@@ -113,37 +123,54 @@ pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, body: &[u
         return;
     }
     tracing::info!(msg_id = %record.id, "finished");
-    if !dsn::wanted(&record, core.dsn) {
-        return;
+    core.notify_sender(&record, dsn::header_section(body));
+}
+
+impl QueueCore {
+    /// Retires a message none of whose recipients waits any longer, as the
+    /// scheduler does; for callers outside the delivery round (a bounce
+    /// that failed the last pending recipient).
+    pub fn finish(self: &Arc<Self>, record: MessageRecord, body: &[u8]) {
+        finish(self, record, body);
     }
-    let id = MessageId::generate(now);
-    let bytes = dsn::build(&record, dsn::header_section(body), &core.hostname, &core.relay_domain, now / 1000, id.as_str());
-    let dsn_record = MessageRecord {
-        v: RECORD_VERSION,
-        id,
-        received_ms: now,
-        mail_from: String::new(),
-        from_address: format!("mailer-daemon@{}", core.relay_domain),
-        from_domain: core.relay_domain.clone(),
-        auth_user: None,
-        client_addr: "127.0.0.1".into(),
-        client_helo: core.hostname.clone(),
-        tls: false,
-        size: bytes.len(),
-        received_header: crate::message::received_header(&core.hostname, "127.0.0.1", &core.hostname, false, false, id.as_str(), Some(&record.mail_from), now / 1000),
-        recipients: vec![Recipient { address: record.mail_from.clone(), status: RcptStatus::Queued, attempts: Vec::new() }],
-        due_ms: now,
-        decision: None,
-        attempts: 0,
-        prepared: None,
-        finished_ms: None,
-        is_dsn: true,
-    };
-    tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, "sending delivery status notification");
-    let store = core.store.clone();
-    tokio::spawn(async move {
-        if let Err(e) = store.spool(&dsn_record, bytes).await {
-            tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
+
+    /// Spools a DSN to the envelope sender of `record` for its failed and
+    /// expired recipients, if DSNs are wanted (`dsn::wanted`).
+    /// `original_headers` is the header section quoted in the DSN.
+    pub fn notify_sender(&self, record: &MessageRecord, original_headers: &[u8]) {
+        if !dsn::wanted(record, self.dsn) {
+            return;
         }
-    });
+        let now = self.clock.now_ms();
+        let id = MessageId::generate(now);
+        let bytes = dsn::build(record, original_headers, &self.hostname, &self.relay_domain, now / 1000, id.as_str());
+        let dsn_record = MessageRecord {
+            v: RECORD_VERSION,
+            id,
+            received_ms: now,
+            mail_from: String::new(),
+            from_address: format!("mailer-daemon@{}", self.relay_domain),
+            from_domain: self.relay_domain.clone(),
+            auth_user: None,
+            client_addr: "127.0.0.1".into(),
+            client_helo: self.hostname.clone(),
+            tls: false,
+            size: bytes.len(),
+            received_header: crate::message::received_header(&self.hostname, "127.0.0.1", &self.hostname, false, false, id.as_str(), Some(&record.mail_from), now / 1000),
+            recipients: vec![Recipient { address: record.mail_from.clone(), status: RcptStatus::Queued, attempts: Vec::new() }],
+            due_ms: now,
+            decision: None,
+            attempts: 0,
+            prepared: None,
+            finished_ms: None,
+            is_dsn: true,
+        };
+        tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, "sending delivery status notification");
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.spool(&dsn_record, bytes).await {
+                tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
+            }
+        });
+    }
 }

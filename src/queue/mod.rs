@@ -33,6 +33,9 @@ pub struct QueueCore {
     pub hostname: String,
     pub relay_domain: String,
     inflight: Mutex<HashSet<MessageId>>,
+    /// Most messages claimed at once; the rest wait in the due index, so
+    /// a backlog costs disk, not memory.
+    pub max_in_flight: usize,
     /// Poked to rescan now (retry from the API, a DSN spooled).
     pub wake: tokio::sync::Notify,
 }
@@ -50,8 +53,14 @@ impl QueueCore {
             hostname: config.server.hostname.clone(),
             relay_domain: config.identity.domain.clone(),
             inflight: Mutex::new(HashSet::new()),
+            max_in_flight: config.queue.workers * 4,
             wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// How many messages are claimed right now.
+    pub fn in_flight_count(&self) -> usize {
+        self.inflight.lock().map(|s| s.len()).unwrap_or(0)
     }
 
     pub fn in_flight(&self, id: &MessageId) -> bool {
@@ -59,8 +68,10 @@ impl QueueCore {
     }
 
     fn release(&self, id: &MessageId) {
-        if let Ok(mut s) = self.inflight.lock() {
-            s.remove(id);
+        let freed = self.inflight.lock().map(|mut s| s.remove(id) && s.len() + 1 == self.max_in_flight).unwrap_or(false);
+        if freed {
+            // The scheduler may be waiting for room.
+            self.wake.notify_one();
         }
     }
 }
@@ -70,7 +81,8 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
     let mut last_purge = 0i64;
     loop {
         let now = core.clock.now_ms();
-        match core.store.due(now, 512) {
+        let room = core.max_in_flight.saturating_sub(core.in_flight_count());
+        match core.store.due(now, room.min(512)) {
             Ok(due) => {
                 let mut jobs = Vec::new();
                 for (due_ms, id) in due {
@@ -106,7 +118,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
         }
         let next = core.store.next_due().ok().flatten().map(|d| (d - core.clock.now_ms()).clamp(0, 1000)).unwrap_or(1000);
         tokio::select! {
-            _ = core.store.spooled().notified() => {}
+            _ = core.store.spooled().notified(), if room > 0 => {}
             _ = core.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(next as u64)) => {}
             _ = crate::submission::stopping(&mut shutdown) => return,
@@ -125,7 +137,6 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
         core.store.update(&record, Some(due_ms)).map_err(|e| e.to_string())?;
         return Ok(Vec::new());
     }
-    let body = core.store.body(&id).map_err(|e| e.to_string())?.unwrap_or_default();
     let expired = now >= record.received_ms + core.lifetime_ms;
     if record.is_finished() || expired {
         if expired {
@@ -135,6 +146,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                 tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
             }
         }
+        let body = core.store.body(&id).map_err(|e| e.to_string())?.unwrap_or_default();
         inflight::finish(core, record, &body);
         return Ok(Vec::new());
     }
@@ -151,6 +163,6 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
         s.insert(id);
     }
     tracing::debug!(msg_id = %id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
-    let msg = InFlight::new(core.clone(), record, body, by_domain.len());
+    let msg = InFlight::new(core.clone(), record, by_domain.len());
     Ok(by_domain.into_iter().map(|(domain, rcpts)| Job { msg: msg.clone(), domain, rcpts }).collect())
 }

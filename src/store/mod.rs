@@ -169,6 +169,16 @@ impl Store {
         self.remove(record)
     }
 
+    /// Rewrites a retired record in place (a bounce that arrived after
+    /// delivery). Its purge time stays that of `finished_ms` at retirement.
+    /// `false`, and nothing written, when the record is not (or no longer)
+    /// retired.
+    pub fn update_retired(&self, record: &MessageRecord) -> Result<bool, StoreError> {
+        let bytes = record.encode();
+        let before = self.retired.fetch_and_update(key(META, &record.id), |old| old.map(|_| bytes.clone()))?;
+        Ok(before.is_some())
+    }
+
     /// Retired records, oldest finished first.
     pub fn retired(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
         self.retired

@@ -70,6 +70,10 @@ retry_schedule = ["1h"]
 [identity]
 domain = "relay.test"
 bounce_domain = "bounces.relay.test"
+
+# Bounce intake on a kernel-chosen port, like the listeners.
+[bounces]
+address = "127.0.0.1:0"
 "#,
         data = dir.join("data").display(),
         dir = dir.display(),

@@ -1,0 +1,224 @@
+//! Applying a delivery status notification to the message its bounce
+//! address names: each `Action: failed` group fails the matching
+//! recipient, as a synchronous 5xx would (RFC 3464 §2.3.3: only `failed`
+//! is final; `delayed`, `delivered`, `relayed` and `expanded` are logged
+//! and ignored).
+//!
+//! Usually the message is retired (delivered, then bounced later): its
+//! retired record is rewritten and the sender gets a DSN for the newly
+//! failed recipients. A message still queued is updated through the store,
+//! and finished through the queue when no recipient waits any more; while
+//! a delivery attempt holds it (the attempt owns the record until its
+//! outcome is written), the update waits and tries again. As in the admin
+//! API, the in-flight check and the write are not one atomic step; the
+//! record is re-read right before writing to narrow that window.
+
+use super::Context;
+use super::dsn::{Action, RcptReport};
+use crate::id::MessageId;
+use crate::store::{Attempt, MessageRecord, Outcome, RcptStatus, StoreError};
+use std::time::Duration;
+
+/// How long a bounce waits for a delivery attempt to let go of its message
+/// before the bouncing server is asked to retry (451).
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(60);
+const RETRY_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the message is being delivered right now")]
+    Busy,
+}
+
+enum Done {
+    /// Recipients newly failed.
+    Failed(usize),
+    /// A delivery attempt holds the message; try again shortly.
+    InFlight,
+}
+
+/// Applies `report` to message `id`; returns how many recipients it newly
+/// failed. Nothing is flushed here: the caller waits for durability.
+pub async fn apply(ctx: &Context, id: MessageId, report: &[RcptReport]) -> Result<usize, ApplyError> {
+    let mut failures = Vec::new();
+    for r in report {
+        match &r.action {
+            Action::Failed => failures.push(r),
+            Action::Delayed | Action::Delivered | Action::Relayed | Action::Expanded => {
+                tracing::info!(msg_id = %id, rcpt = %r.final_recipient, action = ?r.action, status = %r.status, "delivery status report ignored: only `failed` counts")
+            }
+            Action::Other(action) => {
+                tracing::info!(msg_id = %id, rcpt = %r.final_recipient, action, status = %r.status, "delivery status report with an unknown action ignored")
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Ok(0);
+    }
+    let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    loop {
+        {
+            // One bounce at a time, so two reports for one message cannot
+            // overwrite each other's update.
+            let _one = ctx.apply_lock.lock().await;
+            if let Done::Failed(n) = update(ctx, id, &failures)? {
+                return Ok(n);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApplyError::Busy);
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
+}
+
+fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done, StoreError> {
+    let Some(mut record) = ctx.store.find(&id)? else {
+        tracing::info!(msg_id = %id, "bounce for a message no longer kept; ignored");
+        return Ok(Done::Failed(0));
+    };
+    let retired = record.finished_ms.is_some();
+    if !retired && ctx.queue.in_flight(&id) {
+        return Ok(Done::InFlight);
+    }
+    let (due, attempts) = (record.due_ms, record.attempts);
+    let newly = mark(&mut record, failures, ctx.queue.clock.now_ms());
+    if newly.is_empty() {
+        return Ok(Done::Failed(0));
+    }
+    if retired {
+        if !ctx.store.update_retired(&record)? {
+            tracing::info!(msg_id = %id, "bounce for a message forgotten meanwhile; ignored");
+            return Ok(Done::Failed(0));
+        }
+        // Only the newly failed recipients: the others were reported before.
+        let mut view = record.clone();
+        view.recipients = newly.iter().filter_map(|&i| record.recipients.get(i).cloned()).collect();
+        ctx.queue.notify_sender(&view, kept_headers(&record).as_bytes());
+        return Ok(Done::Failed(newly.len()));
+    }
+    // The scheduler may have claimed (or retired) it since it was read.
+    match ctx.store.message(&id)? {
+        Some(now) if now.due_ms == due && now.attempts == attempts && !ctx.queue.in_flight(&id) => {}
+        Some(_) | None => return Ok(Done::InFlight),
+    }
+    if record.is_finished() {
+        let body = ctx.store.body(&id)?.unwrap_or_default();
+        ctx.queue.finish(record, &body);
+    } else {
+        ctx.store.update(&record, Some(due))?;
+    }
+    Ok(Done::Failed(newly.len()))
+}
+
+/// Fails the recipients the report's `failed` groups name; returns the
+/// indices of those newly failed (one already failed or expired stays so).
+fn mark(record: &mut MessageRecord, failures: &[&RcptReport], now_ms: i64) -> Vec<usize> {
+    let id = record.id;
+    let mut newly = Vec::new();
+    for f in failures {
+        let Some(i) = record.recipients.iter().position(|r| f.names(&r.address)) else {
+            tracing::info!(msg_id = %id, rcpt = %f.final_recipient, "bounce names no recipient of this message; ignored");
+            continue;
+        };
+        let rcpt = &mut record.recipients[i];
+        match rcpt.status {
+            RcptStatus::Failed | RcptStatus::Expired => continue,
+            RcptStatus::Queued | RcptStatus::Deferred | RcptStatus::Delivered => {}
+        }
+        let attempt = Attempt {
+            at_ms: now_ms,
+            host: f.remote_mta.clone().unwrap_or_default(),
+            outcome: Outcome::Permanent,
+            reply: f.reply(),
+        };
+        tracing::warn!(msg_id = %id, rcpt = %rcpt.address, was = ?rcpt.status, host = %attempt.host, reply = %attempt.reply, "failed: bounced");
+        rcpt.status = RcptStatus::Failed;
+        rcpt.attempts.push(attempt);
+        newly.push(i);
+    }
+    newly
+}
+
+/// The header section quoted in a DSN for a retired message, whose body is
+/// gone: the trace and From fields the relay kept.
+fn kept_headers(record: &MessageRecord) -> String {
+    format!("{}From: <{}>\r\n", record.received_header, record.from_address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Recipient;
+
+    fn record(statuses: &[(&str, RcptStatus)]) -> MessageRecord {
+        let text = r#"{"v":1,"id":"01jd5x3q8k2m7n4p","received_ms":0,"mail_from":"app@sender.test","from_address":"a@customer.test",
+            "from_domain":"customer.test","auth_user":null,"client_addr":"127.0.0.1","client_helo":"x","tls":false,"size":1,
+            "received_header":"","recipients":[],"due_ms":0}"#;
+        let mut r = MessageRecord::decode(text.as_bytes()).unwrap();
+        r.recipients = statuses
+            .iter()
+            .map(|(a, s)| Recipient {
+                address: a.to_string(),
+                status: *s,
+                attempts: Vec::new(),
+            })
+            .collect();
+        r
+    }
+
+    fn failed(rcpt: &str) -> RcptReport {
+        RcptReport {
+            final_recipient: rcpt.into(),
+            original_recipient: None,
+            action: Action::Failed,
+            status: "5.1.1".into(),
+            remote_mta: Some("mx.dest.test".into()),
+            diagnostic: Some("smtp; 550 5.1.1 user unknown".into()),
+        }
+    }
+
+    #[test]
+    fn marks_only_named_recipients_not_yet_failed() {
+        use RcptStatus::*;
+        let cases: &[(&[(&str, RcptStatus)], &[&str], &[usize], &[RcptStatus])] = &[
+            (&[("a@dest.test", Delivered)], &["A@dest.test"], &[0], &[Failed]),
+            (
+                &[("a@dest.test", Delivered), ("b@dest.test", Delivered)],
+                &["b@dest.test"],
+                &[1],
+                &[Delivered, Failed],
+            ),
+            (
+                &[("a@dest.test", Deferred), ("b@dest.test", Queued)],
+                &["a@dest.test", "b@dest.test"],
+                &[0, 1],
+                &[Failed, Failed],
+            ),
+            (
+                &[("a@dest.test", Failed), ("b@dest.test", Expired)],
+                &["a@dest.test", "b@dest.test"],
+                &[],
+                &[Failed, Expired],
+            ),
+            (&[("a@dest.test", Delivered)], &["z@dest.test"], &[], &[Delivered]),
+        ];
+        for (statuses, named, want_newly, want_statuses) in cases {
+            let mut r = record(statuses);
+            let reports: Vec<RcptReport> = named.iter().map(|n| failed(n)).collect();
+            let refs: Vec<&RcptReport> = reports.iter().collect();
+            assert_eq!(mark(&mut r, &refs, 7), *want_newly, "{statuses:?} {named:?}");
+            assert_eq!(r.recipients.iter().map(|x| x.status).collect::<Vec<_>>(), *want_statuses);
+            for &i in *want_newly {
+                let last = r.recipients[i].attempts.last().unwrap();
+                assert_eq!(
+                    (last.at_ms, last.host.as_str(), last.outcome),
+                    (7, "mx.dest.test", Outcome::Permanent)
+                );
+                assert_eq!(last.reply, "bounced: 5.1.1 smtp; 550 5.1.1 user unknown");
+            }
+        }
+    }
+}
