@@ -3,7 +3,12 @@
 //!
 //! The modules follow the path a message takes:
 //! `submission` (SMTP in) → `message` (header checks) → `store` (durable
-//! spool, group commit) → … Beside it: `config`, `tls`, `cli`, `bench`.
+//! spool, group commit) → `queue` (scheduler, retries) → `delivery`
+//! (signing, routing, SMTP out), and back through `inbound` (bounces).
+//! Beside it: `policy` and `dkim` (who signs, and how), `domains`
+//! (customer domains and their verification), `dns`, `config`, `admin`
+//! (HTTP API), `cli`, `server` (the composition root), `tls`, `clock`,
+//! `id`, and `bench` (load tool and test sink).
 
 pub mod admin;
 pub mod bench;

@@ -79,7 +79,7 @@ async fn accepted_message_survives_kill_and_restart() {
     let store = herald::store::Store::open(&dir.path().join("data"), 8).unwrap();
     let record = store.message(&id).unwrap().expect("the accepted message is still queued");
     assert_eq!(record.recipients[0].address, "payer@example.net");
-    assert_eq!(store.body(&id).unwrap().unwrap().as_ref(), body.as_slice());
+    assert_eq!(store.body(&id).unwrap().unwrap().as_slice(), body.as_slice());
 }
 
 /// The relay is killed after accepting a message and before it reached

@@ -15,7 +15,7 @@ async fn starttls_auth_message_is_stored_byte_for_byte() {
     assert_eq!(reply.status(), Some("2.0.0"));
 
     let store = &relay.running().store;
-    assert_eq!(store.body(&id).unwrap().unwrap().as_ref(), body.as_slice(), "stored bytes differ from submitted bytes");
+    assert_eq!(store.body(&id).unwrap().unwrap().as_slice(), body.as_slice(), "stored bytes differ from submitted bytes");
     let record = store.message(&id).unwrap().unwrap();
     assert_eq!(record.mail_from, "invoice@customer.example");
     assert_eq!(record.from_domain, "customer.example");
@@ -156,7 +156,7 @@ async fn data_in_chunks() {
     }
     let id = queued_id(&c.read_reply().await.unwrap());
     let stored = relay.running().store.body(&id).unwrap().unwrap();
-    assert_eq!(stored.as_ref(), b"From: a@customer.example\r\nSubject: chunks\r\n\r\nline\r\n.dotted\r\nend\r\n");
+    assert_eq!(stored.as_slice(), b"From: a@customer.example\r\nSubject: chunks\r\n\r\nline\r\n.dotted\r\nend\r\n");
 }
 
 #[tokio::test]

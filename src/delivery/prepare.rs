@@ -60,7 +60,7 @@ impl Preparer {
 
     /// Builds the [`Prepared`] block. `Err` means "try again later"
     /// (temporary DNS failure or a key problem).
-    pub async fn prepare(&self, record: &MessageRecord, body: std::sync::Arc<[u8]>) -> Result<Prepared, String> {
+    pub async fn prepare(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>) -> Result<Prepared, String> {
         let (mut identity, mut reason) = match &record.decision {
             Some(d) => (d.identity.clone(), d.reason.clone()),
             None => (Identity::Relay, "sending as the relay".to_string()),

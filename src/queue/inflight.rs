@@ -39,11 +39,10 @@ impl InFlight {
         })
     }
 
-    /// The message as submitted, copied out of the store (a value sled
-    /// hands out can pin a whole leaf of other messages in memory).
-    pub fn body(&self) -> Result<Arc<[u8]>, String> {
+    /// The message as submitted, reassembled from the store.
+    pub fn body(&self) -> Result<Arc<Vec<u8>>, String> {
         match self.core.store.body(&self.id) {
-            Ok(Some(b)) => Ok(Arc::from(&b[..])),
+            Ok(Some(b)) => Ok(Arc::new(b)),
             Ok(None) => Err("the message body is missing from the spool".into()),
             Err(e) => Err(e.to_string()),
         }
@@ -57,7 +56,7 @@ impl InFlight {
 
     /// The envelope sender and header block: stored ones on a retry, else
     /// prepared now (once, however many destinations ask) and stored.
-    pub async fn prepared(&self, body: &Arc<[u8]>) -> Result<Prepared, String> {
+    pub async fn prepared(&self, body: &Arc<Vec<u8>>) -> Result<Prepared, String> {
         self.prepared
             .get_or_init(|| async {
                 let snapshot = self.record.lock().await.clone();

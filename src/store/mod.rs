@@ -6,7 +6,7 @@
 //! | key                          | value                          |
 //! |------------------------------|--------------------------------|
 //! | `m/<id>`                     | [`MessageRecord`] (JSON, versioned) |
-//! | `b/<id>`                     | the message as submitted, byte for byte |
+//! | `b/<id><n, 4 bytes BE>`      | the message as submitted, in 4 KiB chunks |
 //! | `q/<due ms, 8 bytes BE><id>` | empty: the due index the scheduler range-scans |
 //!
 //! Durability is shared: writers apply their batch, then wait on the
@@ -23,7 +23,6 @@ pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipie
 
 use crate::id::MessageId;
 use commit::Committer;
-use sled::IVec;
 use std::path::Path;
 
 const META: u8 = b'm';
@@ -57,6 +56,25 @@ fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
     k[1] = b'/';
     k[2..].copy_from_slice(id.as_bytes());
     k
+}
+
+/// Bodies are stored in chunks of this size. sled keeps whole leaves (up
+/// to 16 entries) in memory and rewrites them on every change; with whole
+/// 40 KiB bodies as values a leaf grows to hundreds of KiB and the page
+/// cache no longer bounds memory. 4 KiB chunks keep leaves small.
+const CHUNK: usize = 4096;
+
+fn chunk_key(id: &MessageId, n: u32) -> [u8; 22] {
+    let mut k = [0u8; 22];
+    k[..18].copy_from_slice(&key(BODY, id));
+    k[18..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// How many chunks a body of `len` bytes takes (at least one, so an empty
+/// body still exists).
+fn chunks_for(len: usize) -> u32 {
+    len.div_ceil(CHUNK).max(1) as u32
 }
 
 fn due_key(due_ms: i64, id: &MessageId) -> [u8; 26] {
@@ -110,7 +128,13 @@ impl Store {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.insert(&key(META, &id), record.encode());
-        batch.insert(&key(BODY, &id), IVec::from(body));
+        if body.is_empty() {
+            batch.insert(&chunk_key(&id, 0), &[]);
+        }
+        for (n, chunk) in body.chunks(CHUNK).enumerate() {
+            batch.insert(&chunk_key(&id, n as u32), chunk);
+        }
+        drop(body);
         batch.insert(&due_key(record.due_ms, &id), &[]);
         self.spool.apply_batch(batch)?;
         self.durable().await?;
@@ -202,9 +226,14 @@ impl Store {
         Ok(n)
     }
 
-    /// The message as submitted.
-    pub fn body(&self, id: &MessageId) -> Result<Option<IVec>, StoreError> {
-        Ok(self.spool.get(key(BODY, id))?)
+    /// The message as submitted, reassembled from its chunks.
+    pub fn body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut body: Option<Vec<u8>> = None;
+        for item in self.spool.scan_prefix(key(BODY, id)) {
+            let (_, chunk) = item?;
+            body.get_or_insert_with(|| Vec::with_capacity(64 * 1024)).extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Up to `limit` (due ms, id) pairs due at or before `now_ms`, oldest first.
@@ -239,7 +268,9 @@ impl Store {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.remove(&key(META, &id));
-        batch.remove(&key(BODY, &id));
+        for n in 0..chunks_for(record.size) {
+            batch.remove(&chunk_key(&id, n));
+        }
         batch.remove(&due_key(record.due_ms, &id));
         self.spool.apply_batch(batch)?;
         Ok(())

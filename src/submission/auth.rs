@@ -12,22 +12,51 @@ use std::sync::Arc;
 
 /// The users that may authenticate, by name, with their PHC hashes.
 #[derive(Clone, Default)]
-pub struct Users(Arc<HashMap<String, String>>);
+pub struct Users {
+    hashes: Arc<HashMap<String, String>>,
+    /// Credentials already proven this run, as keyed SHA-256 digests: the
+    /// billing app reconnects all day, and argon2 costs tens of
+    /// milliseconds of CPU per check by design. Only a password that
+    /// passed argon2 ever gets here.
+    proven: Arc<std::sync::Mutex<HashMap<String, [u8; 32]>>>,
+    /// Random per process, so the digests are useless outside it.
+    key: Arc<[u8; 32]>,
+}
 
 impl Users {
     pub fn from_config(users: &[UserConfig]) -> Self {
-        Self(Arc::new(users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect()))
+        Self {
+            hashes: Arc::new(users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect()),
+            proven: Default::default(),
+            key: Arc::new(rand::random()),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.hashes.is_empty()
+    }
+
+    fn digest(&self, user: &str, password: &[u8]) -> [u8; 32] {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(&self.key[..]);
+        ctx.update(user.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(password);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
     }
 
     /// Checks a password. Argon2 is slow on purpose, so it runs off the
     /// I/O threads; an unknown user costs the same as a wrong password.
     pub async fn verify(&self, user: &str, password: &[u8]) -> bool {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kzYgEI0dAbE0vcd9W9H1B6cCQdLAZh5zSSh6qdnfvZg";
-        let known = self.0.get(user).cloned();
+        let digest = self.digest(user, password);
+        let cached = self.proven.lock().ok().and_then(|m| m.get(user).copied());
+        if cached.is_some_and(|c| aws_lc_rs::constant_time::verify_slices_are_equal(&c, &digest).is_ok()) {
+            return true;
+        }
+        let known = self.hashes.get(user).cloned();
         let found = known.is_some();
         let hash = known.unwrap_or_else(|| DUMMY.to_string());
         let password = password.to_vec();
@@ -36,6 +65,11 @@ impl Users {
         })
         .await
         .unwrap_or(false);
+        if ok && found {
+            if let Ok(mut m) = self.proven.lock() {
+                m.insert(user.to_string(), digest);
+            }
+        }
         ok && found
     }
 }
@@ -134,4 +168,19 @@ fn fail(state: &mut State, ctx: &SharedContext, why: &str) -> Step {
         return Step::Close(Reply::new(421, [4, 7, 0], "Too many failed authentication attempts; closing connection"));
     }
     Step::Reply(Reply::new(535, [5, 7, 8], "Authentication credentials invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn proven_credentials_do_not_open_the_door_to_others() {
+        let hash = hash_password("right").unwrap();
+        let users = Users::from_config(&[UserConfig { name: "app".into(), password_hash: hash, ..Default::default() }]);
+        let cases = [("app", "wrong", false), ("app", "right", true), ("app", "right", true), ("app", "wrong", false), ("other", "right", false), ("app", "right\0", false)];
+        for (user, password, want) in cases {
+            assert_eq!(users.verify(user, password.as_bytes()).await, want, "{user}/{password:?}");
+        }
+    }
 }

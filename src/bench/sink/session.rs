@@ -1,13 +1,7 @@
-//! The receiving MX for tests and the end-to-end benchmark: a real SMTP
-//! server on loopback that accepts, counts and (optionally) keeps mail.
+//! One connection to the sink: the SMTP conversation, upgraded on
+//! STARTTLS.
 //!
-//! One sink serves many test cases: what happens to a recipient is chosen
-//! by the local part of its address (see [`Behaviour`]): `tempfail-N…`,
-//! `reject…`, `datafail…`, `drop…`, `slow-MS…`, `tempdata…`; anything else
-//! is accepted. The DATA outcome of a transaction is the worst among its
-//! accepted recipients (drop > datafail > tempdata > slow > accept).
-//!
-//! The server side mirrors `crate::submission::session`: smtp-proto's
+//! It mirrors `crate::submission::session`: smtp-proto's
 //! `RequestReceiver` parses commands, the submission module's `DataReader`
 //! finds the end of DATA, and replies to pipelined commands (RFC 2920) are
 //! written when the input buffer is drained. Replies are canned byte
@@ -15,303 +9,22 @@
 //! allocation beyond its own bytes (and none at all with
 //! `keep_messages: false`).
 
+use super::{Behaviour, DataOutcome, MAX_SIZE, Shared, SinkMessage, behaviour, lock};
 use crate::submission::dot::DataReader;
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ParseError, Request};
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpStream;
 
-/// Advertised in EHLO; a MAIL declaring more is refused. The body itself
-/// is not checked: the sink only ever talks to loopback peers.
-const MAX_SIZE: usize = 100 * 1024 * 1024;
 /// An idle connection is closed after this long without input.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// `tempfail` without a number fails this many times.
-const DEFAULT_TEMPFAILS: u32 = 1;
-/// `slow` without a number waits this many milliseconds.
-const DEFAULT_SLOW_MS: u64 = 1000;
-
-/// How to run a [`Sink`].
-pub struct SinkConfig {
-    /// Where to listen, usually `127.0.0.1:0`.
-    pub addr: SocketAddr,
-    /// Named in the greeting and the EHLO reply.
-    pub hostname: String,
-    /// `Some` offers STARTTLS in EHLO.
-    pub tls: Option<TlsAcceptor>,
-    /// Keep every accepted message for [`Sink::received`]; `false` (for
-    /// benchmarks) only counts them.
-    pub keep_messages: bool,
-}
-
-/// One accepted message as the sink received it.
-#[derive(Clone, Debug)]
-pub struct SinkMessage {
-    pub mail_from: String,
-    /// The recipients that were accepted, in RCPT order.
-    pub rcpts: Vec<String>,
-    /// The message, dot-unstuffed, without the final `.CRLF`.
-    pub data: Vec<u8>,
-    /// The transaction ran after STARTTLS.
-    pub tls: bool,
-    /// The name given in the last EHLO/HELO.
-    pub helo: String,
-}
-
-/// A running sink; dropping it (or [`Sink::stop`]) closes the listener and
-/// every open connection.
-pub struct Sink {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    task: JoinHandle<()>,
-}
-
-impl Sink {
-    /// Binds `config.addr` and starts accepting connections.
-    pub async fn start(config: SinkConfig) -> std::io::Result<Sink> {
-        let listener = TcpListener::bind(config.addr).await?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
-        let task = tokio::spawn(accept_loop(listener, shared.clone()));
-        Ok(Sink { addr, shared, task })
-    }
-
-    /// The address actually listened on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Accepted messages so far, in order (empty with `keep_messages: false`).
-    pub fn received(&self) -> Vec<SinkMessage> {
-        lock(&self.shared.messages).clone()
-    }
-
-    /// Accepted messages so far, kept or not.
-    pub fn count(&self) -> usize {
-        *self.shared.count.borrow()
-    }
-
-    /// TCP connections accepted so far.
-    pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::Relaxed)
-    }
-
-    /// Waits until [`Sink::count`] reaches `n`; `false` if `timeout` passed first.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
-        let mut rx = self.shared.count.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|&count| count >= n)).await.is_ok_and(|r| r.is_ok())
-    }
-
-    /// Stops listening and closes every connection.
-    pub fn stop(self) {}
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        // Dropping the accept loop drops its JoinSet, which aborts the sessions.
-        self.task.abort();
-    }
-}
-
-/// What a recipient asks the sink to do, from its local part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
-    /// RCPT accepted; the end of DATA answered as the outcome says.
-    Accept(DataOutcome),
-    /// `tempfail-N`: the first N RCPTs of this exact address get 451.
-    TempFail(u32),
-    /// `reject`: RCPT gets 550.
-    Reject,
-}
-
-/// The answer to the end of DATA, ordered from best to worst.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DataOutcome {
-    #[default]
-    Accept,
-    /// `slow-MS`: accept after MS milliseconds.
-    Slow(u64),
-    /// `tempdata`: 452.
-    TempData,
-    /// `datafail`: 554.
-    DataFail,
-    /// `drop`: close the connection in the middle of DATA.
-    Drop,
-}
-
-/// Reads the behaviour from an address's local part (case-insensitive
-/// prefixes; a missing number means 1 tempfail or 1000 ms).
-pub fn behaviour(address: &str) -> Behaviour {
-    let local = address.rsplit_once('@').map_or(address, |(local, _)| local);
-    if let Some(rest) = strip_prefix_ci(local, "tempfail") {
-        return Behaviour::TempFail(number(rest).and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_TEMPFAILS));
-    }
-    if strip_prefix_ci(local, "reject").is_some() {
-        return Behaviour::Reject;
-    }
-    let outcome = if strip_prefix_ci(local, "datafail").is_some() {
-        DataOutcome::DataFail
-    } else if strip_prefix_ci(local, "drop").is_some() {
-        DataOutcome::Drop
-    } else if strip_prefix_ci(local, "tempdata").is_some() {
-        DataOutcome::TempData
-    } else if let Some(rest) = strip_prefix_ci(local, "slow") {
-        DataOutcome::Slow(number(rest).unwrap_or(DEFAULT_SLOW_MS))
-    } else {
-        DataOutcome::Accept
-    };
-    Behaviour::Accept(outcome)
-}
-
-fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
-}
-
-/// The digits after a leading `-`: `-25-abc` → 25.
-fn number(s: &str) -> Option<u64> {
-    let s = s.strip_prefix('-')?;
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    s[..digits].parse().ok()
-}
-
-/// Runs a counting sink until Ctrl-C, printing the figures every second
-/// (`herald bench sink`). With `starttls`, STARTTLS is offered with a
-/// throwaway self-signed certificate.
-pub async fn run(addr: SocketAddr, starttls: bool) -> Result<(), String> {
-    let tls = if starttls { Some(self_signed_acceptor("localhost")?) } else { None };
-    let config = SinkConfig { addr, hostname: "sink.localhost".to_string(), tls, keep_messages: false };
-    let sink = Sink::start(config).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    eprintln!("sink: listening on {}{}", sink.addr(), if starttls { " (STARTTLS offered)" } else { "" });
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            // Polled first: `ctrl_c` only listens once it has been polled.
-            biased;
-            r = &mut ctrl_c => {
-                r.map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
-                println!("sink: {} messages, {} connections", sink.count(), sink.connections());
-                return Ok(());
-            }
-            _ = tick.tick() => println!("sink: {} messages, {} connections", sink.count(), sink.connections()),
-        }
-    }
-}
-
-/// A TLS acceptor with a fresh self-signed certificate for `hostname`
-/// (and localhost), kept in memory only.
-pub fn self_signed_acceptor(hostname: &str) -> Result<TlsAcceptor, String> {
-    use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let pair = rcgen::generate_simple_self_signed(vec![hostname.to_string(), "localhost".to_string()])
-        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pair.key_pair.serialize_der()));
-    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(crate::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(vec![pair.cert.der().clone()], key)
-        .map_err(|e| e.to_string())?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// What every connection shares.
-struct Shared {
-    greeting: Vec<u8>,
-    /// EHLO replies before and after STARTTLS.
-    ehlo_plain: Vec<u8>,
-    ehlo_tls: Vec<u8>,
-    helo: Vec<u8>,
-    tls: Option<TlsAcceptor>,
-    keep_messages: bool,
-    connections: AtomicUsize,
-    count: watch::Sender<usize>,
-    messages: Mutex<Vec<SinkMessage>>,
-    /// 451s given so far per `tempfail` address, across connections.
-    tempfails: Mutex<HashMap<String, u32>>,
-}
-
-impl Shared {
-    fn new(config: SinkConfig) -> Self {
-        let host = &config.hostname;
-        let ehlo = |starttls: bool| {
-            let mut lines = vec![host.clone(), "PIPELINING".into(), "8BITMIME".into(), "SMTPUTF8".into(), "ENHANCEDSTATUSCODES".into(), format!("SIZE {MAX_SIZE}")];
-            if starttls {
-                lines.push("STARTTLS".into());
-            }
-            let last = lines.len() - 1;
-            lines.iter().enumerate().map(|(i, l)| format!("250{}{l}\r\n", if i == last { ' ' } else { '-' })).collect::<String>().into_bytes()
-        };
-        Self {
-            greeting: format!("220 {host} ESMTP herald sink\r\n").into_bytes(),
-            ehlo_plain: ehlo(config.tls.is_some()),
-            ehlo_tls: ehlo(false),
-            helo: format!("250 {host}\r\n").into_bytes(),
-            tls: config.tls,
-            keep_messages: config.keep_messages,
-            connections: AtomicUsize::new(0),
-            count: watch::Sender::new(0),
-            messages: Mutex::new(Vec::new()),
-            tempfails: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// `true` while `address` still has 451s to give out (and counts this one).
-    fn tempfail(&self, address: &str, times: u32) -> bool {
-        let mut map = lock(&self.tempfails);
-        let given = match map.get_mut(address) {
-            Some(given) => given,
-            None => map.entry(address.to_string()).or_insert(0),
-        };
-        if *given < times {
-            *given += 1;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// A poisoned lock only means a session panicked; the data is still usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut sessions = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
-                    let _ = tcp.set_nodelay(true);
-                    sessions.spawn(connection(shared.clone(), tcp));
-                }
-                Err(e) => {
-                    // Out of descriptors and the like: back off, then go on.
-                    tracing::warn!(error = %e, "sink: accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-        }
-    }
-}
 
 /// One connection, upgraded on STARTTLS.
-async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
+pub(super) async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
     let mut session = Session::new(shared);
     session.write(Reply::Greeting);
     match session.serve(&mut tcp).await {
@@ -319,7 +32,9 @@ async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
         End::Abort => {}
         End::StartTls => {
             let Some(acceptor) = session.shared.tls.clone() else { return };
-            let Ok(Ok(mut tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else { return };
+            let Ok(Ok(mut tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+                return;
+            };
             // RFC 3207 §4.2: forget everything learnt before TLS.
             session.tls = true;
             session.helo = None;
@@ -427,7 +142,14 @@ struct Session {
 
 impl Session {
     fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, tls: false, helo: None, envelope: Envelope::default(), out: Vec::with_capacity(1024), body: Vec::new() }
+        Self {
+            shared,
+            tls: false,
+            helo: None,
+            envelope: Envelope::default(),
+            out: Vec::with_capacity(1024),
+            body: Vec::new(),
+        }
     }
 
     /// The one reply writer.
@@ -644,9 +366,10 @@ fn parse_error(e: ParseError) -> Step {
         ParseError::InvalidSenderAddress => b"501 5.1.7 Bad sender address syntax\r\n",
         ParseError::InvalidRecipientAddress => b"501 5.1.3 Bad recipient address syntax\r\n",
         ParseError::UnsupportedParameter { .. } => b"555 5.5.4 Unsupported parameter\r\n",
-        ParseError::SyntaxError { .. } | ParseError::InvalidParameter { .. } | ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
-            b"501 5.5.4 Syntax error\r\n"
-        }
+        ParseError::SyntaxError { .. }
+        | ParseError::InvalidParameter { .. }
+        | ParseError::NeedsMoreData { .. }
+        | ParseError::InvalidResponse { .. } => b"501 5.5.4 Syntax error\r\n",
         // The rest of the line would be read as commands.
         ParseError::ResponseTooLong => return Step::Close(Reply::Canned(b"500 5.5.2 Line too long\r\n")),
     };
@@ -656,29 +379,6 @@ fn parse_error(e: ParseError) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn behaviour_from_local_part() {
-        use DataOutcome as D;
-        let cases = [
-            ("payer@sink.example", Behaviour::Accept(D::Accept)),
-            ("tempfail-2-abc@x", Behaviour::TempFail(2)),
-            ("TempFail-10@x", Behaviour::TempFail(10)),
-            ("tempfail@x", Behaviour::TempFail(1)),
-            ("reject-me@x", Behaviour::Reject),
-            ("datafail@x", Behaviour::Accept(D::DataFail)),
-            ("drop-1@x", Behaviour::Accept(D::Drop)),
-            ("slow-250-a@x", Behaviour::Accept(D::Slow(250))),
-            ("slow@x", Behaviour::Accept(D::Slow(1000))),
-            ("tempdata@x", Behaviour::Accept(D::TempData)),
-            ("x@reject.example", Behaviour::Accept(D::Accept)),
-            ("", Behaviour::Accept(D::Accept)),
-            ("é@x", Behaviour::Accept(D::Accept)),
-        ];
-        for (address, want) in cases {
-            assert_eq!(behaviour(address), want, "{address}");
-        }
-    }
 
     #[test]
     fn worst_outcome_wins() {
