@@ -4,7 +4,7 @@
 //! message so every retry sends the same bytes.
 
 use crate::config::IdentityConfig;
-use crate::dkim::{KeyStore, Signer};
+use crate::dkim::{KeyStore, SignPool, Signer};
 use crate::dns::{Dns, DnsError};
 use crate::message::field_ranges;
 use crate::policy::{self, DmarcPolicy, Identity, parse_dmarc, policy_for};
@@ -20,11 +20,13 @@ pub struct Preparer {
     pub keys: KeyStore,
     pub clock: crate::clock::SharedClock,
     signers: Mutex<HashMap<(String, String), Signer>>,
+    pool: SignPool,
 }
 
 impl Preparer {
     pub fn new(hostname: String, identity: IdentityConfig, dns: Dns, keys: KeyStore, clock: crate::clock::SharedClock) -> Self {
-        Self { hostname, identity, dns, keys, clock, signers: Mutex::new(HashMap::new()) }
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
+        Self { hostname, identity, dns, keys, clock, signers: Mutex::new(HashMap::new()), pool: SignPool::new(threads) }
     }
 
     /// The signer for `domain`/`selector`, from memory or the key store
@@ -95,12 +97,12 @@ impl Preparer {
         let signer = self.signer(&sign_domain, &selector)?;
         let unsigned = Prepared { envelope_from, prefix, skip, signed_domain: sign_domain, selector, reason };
         // RSA signing is CPU work: keep it off the I/O threads.
-        tokio::task::spawn_blocking(move || {
-            let chunks = unsigned.chunks(&body);
-            let signature = signer.sign(&chunks)?;
-            Ok(Prepared { prefix: format!("{signature}{}", unsigned.prefix), ..unsigned })
-        })
-        .await
-        .map_err(|e| format!("signing task failed: {e}"))?
+        self.pool
+            .run(move || {
+                let chunks = unsigned.chunks(&body);
+                let signature = signer.sign(&chunks)?;
+                Ok(Prepared { prefix: format!("{signature}{}", unsigned.prefix), ..unsigned })
+            })
+            .await?
     }
 }

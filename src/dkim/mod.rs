@@ -5,8 +5,10 @@
 //! the message does not have, so nobody can add one after signing.
 
 mod keys;
+mod pool;
 
 pub use keys::{KeyStore, StoredKey};
+pub use pool::SignPool;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -100,6 +100,7 @@ impl Store {
             .cache_capacity(cache_mb * 1024 * 1024)
             // We flush explicitly (group commit); no need for sled's timer.
             .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
             .open()?;
         let spool = db.open_tree("spool")?;
         let retired = db.open_tree("retired")?;

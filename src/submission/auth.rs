@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The users that may authenticate, by name, with their PHC hashes.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Users {
     hashes: Arc<HashMap<String, String>>,
     /// Credentials already proven this run, as keyed SHA-256 digests: the
@@ -21,6 +21,10 @@ pub struct Users {
     proven: Arc<std::sync::Mutex<HashMap<String, [u8; 32]>>>,
     /// Random per process, so the digests are useless outside it.
     key: Arc<[u8; 32]>,
+    /// Argon2 checks running at once. Each takes 19 MiB and a core for
+    /// tens of milliseconds: fifty clients authenticating together must
+    /// not cost a gigabyte.
+    argon2_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Users {
@@ -29,6 +33,7 @@ impl Users {
             hashes: Arc::new(users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect()),
             proven: Default::default(),
             key: Arc::new(rand::random()),
+            argon2_slots: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 
@@ -47,13 +52,22 @@ impl Users {
         out
     }
 
+    fn is_proven(&self, user: &str, digest: &[u8; 32]) -> bool {
+        let cached = self.proven.lock().ok().and_then(|m| m.get(user).copied());
+        cached.is_some_and(|c| aws_lc_rs::constant_time::verify_slices_are_equal(&c, digest).is_ok())
+    }
+
     /// Checks a password. Argon2 is slow on purpose, so it runs off the
     /// I/O threads; an unknown user costs the same as a wrong password.
     pub async fn verify(&self, user: &str, password: &[u8]) -> bool {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kzYgEI0dAbE0vcd9W9H1B6cCQdLAZh5zSSh6qdnfvZg";
         let digest = self.digest(user, password);
-        let cached = self.proven.lock().ok().and_then(|m| m.get(user).copied());
-        if cached.is_some_and(|c| aws_lc_rs::constant_time::verify_slices_are_equal(&c, &digest).is_ok()) {
+        if self.is_proven(user, &digest) {
+            return true;
+        }
+        let Ok(_slot) = self.argon2_slots.acquire().await else { return false };
+        // Another session may have proven the same credentials meanwhile.
+        if self.is_proven(user, &digest) {
             return true;
         }
         let known = self.hashes.get(user).cloned();
