@@ -4,9 +4,9 @@
 //! Retry and drop refuse a message while a delivery attempt holds it
 //! (409): the attempt owns the record until its outcome is written, and
 //! editing it underneath would lose that outcome or resurrect a dropped
-//! message. The check and the write are not one atomic step (the queue's
-//! in-flight set is its own), so `unchanged_since` re-reads the record
-//! right before writing, which narrows the window to a few microseconds.
+//! message. Both take a [`crate::queue::Hold`] on the message first, the
+//! same guard the scheduler claims through, so the check and the write
+//! cannot race an attempt.
 
 use super::types::{MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
 use super::{AdminState, ApiError};
@@ -67,15 +67,16 @@ pub(super) async fn list(State(s): Shared, RawQuery(query): RawQuery) -> Result<
 /// `POST /api/queue/{id}/retry`: makes a waiting message due now.
 pub(super) async fn retry(State(s): Shared, Path(id): Path<String>) -> Result<Json<MessageV1>, ApiError> {
     let id = parse_id(&id)?;
+    let hold = s.queue.hold(&id).ok_or_else(|| busy(&id, "retry"))?;
     let mut record = queued(&s, &id, "retry")?;
     let now = s.queue.clock.now_ms();
     let old_due = record.due_ms;
     if old_due > now {
         record.due_ms = now;
-        unchanged_since(&s, &record, old_due, "retry")?;
         s.store.update(&record, Some(old_due))?;
-        s.store.durable().await?;
     }
+    drop(hold);
+    s.store.durable().await?;
     tracing::info!(msg_id = %id, was_due_ms = old_due, "retry requested over the admin API; due now");
     s.queue.wake.notify_one();
     Ok(Json(MessageV1::from_record(&record, false)))
@@ -86,8 +87,8 @@ pub(super) async fn retry(State(s): Shared, Path(id): Path<String>) -> Result<Js
 /// decided, and the sender can read the outcome over the API.
 pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Result<Json<MessageV1>, ApiError> {
     let id = parse_id(&id)?;
+    let hold = s.queue.hold(&id).ok_or_else(|| busy(&id, "drop"))?;
     let mut record = queued(&s, &id, "drop")?;
-    let due = record.due_ms;
     let now = s.queue.clock.now_ms();
     for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
         r.status = RcptStatus::Failed;
@@ -100,8 +101,8 @@ pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Re
         tracing::warn!(msg_id = %id, rcpt = %r.address, "failed: dropped by the operator over the admin API");
     }
     record.finished_ms = Some(now);
-    unchanged_since(&s, &record, due, "drop")?;
     s.store.retire(&record)?;
+    drop(hold);
     s.store.durable().await?;
     tracing::info!(msg_id = %id, "finished (dropped)");
     Ok(Json(MessageV1::from_record(&record, false)))
@@ -145,31 +146,15 @@ pub(super) async fn scan<T: Send + 'static>(
     }
 }
 
-/// A queued message that no delivery attempt holds; 404 or 409 otherwise.
+/// A queued message (the caller holds it); 404 or 409 otherwise.
 fn queued(s: &AdminState, id: &MessageId, action: &str) -> Result<MessageRecord, ApiError> {
     match s.store.message(id)? {
-        Some(_) if s.queue.in_flight(id) => Err(busy(id, action)),
         Some(record) => Ok(record),
         None if s.store.find(id)?.is_some() => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("message {id} has already finished; there is nothing to {action}"),
         )),
         None => Err(unknown(id)),
-    }
-}
-
-/// Re-reads the record just before writing: if the scheduler claimed the
-/// message meanwhile (its due time or round count moved, or it is in
-/// flight now), the edit is refused rather than racing the attempt.
-fn unchanged_since(s: &AdminState, edited: &MessageRecord, due_ms: i64, action: &str) -> Result<(), ApiError> {
-    let id = &edited.id;
-    match s.store.message(id)? {
-        Some(now) if now.due_ms == due_ms && now.attempts == edited.attempts && !s.queue.in_flight(id) => Ok(()),
-        Some(_) => Err(busy(id, action)),
-        None => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("message {id} finished while the {action} was being made"),
-        )),
     }
 }
 

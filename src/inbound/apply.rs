@@ -75,15 +75,20 @@ pub async fn apply(ctx: &Context, id: MessageId, report: &[RcptReport]) -> Resul
 }
 
 fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done, StoreError> {
-    let Some(mut record) = ctx.store.find(&id)? else {
+    let Some(record) = ctx.store.find(&id)? else {
         tracing::info!(msg_id = %id, "bounce for a message no longer kept; ignored");
         return Ok(Done::Failed(0));
     };
     let retired = record.finished_ms.is_some();
-    if !retired && ctx.queue.in_flight(&id) {
+    // Held out of the scheduler's reach while we read, mark and write.
+    let hold = if retired { None } else { Some(ctx.queue.hold(&id)) };
+    if matches!(hold, Some(None)) {
         return Ok(Done::InFlight);
     }
-    let (due, attempts) = (record.due_ms, record.attempts);
+    let Some(mut record) = (if retired { Some(record) } else { ctx.store.message(&id)? }) else {
+        return Ok(Done::InFlight);
+    };
+    let due = record.due_ms;
     let newly = mark(&mut record, failures, ctx.queue.clock.now_ms());
     if newly.is_empty() {
         return Ok(Done::Failed(0));
@@ -98,11 +103,6 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         view.recipients = newly.iter().filter_map(|&i| record.recipients.get(i).cloned()).collect();
         ctx.queue.notify_sender(&view, kept_headers(&record).as_bytes());
         return Ok(Done::Failed(newly.len()));
-    }
-    // The scheduler may have claimed (or retired) it since it was read.
-    match ctx.store.message(&id)? {
-        Some(now) if now.due_ms == due && now.attempts == attempts && !ctx.queue.in_flight(&id) => {}
-        Some(_) | None => return Ok(Done::InFlight),
     }
     if record.is_finished() {
         let body = ctx.store.body(&id)?.unwrap_or_default();

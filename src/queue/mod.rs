@@ -63,6 +63,15 @@ impl QueueCore {
         self.inflight.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// Takes a message out of the scheduler's reach while the caller edits
+    /// it (admin retry/drop, a bounce): `None` while a delivery round or
+    /// another editor holds it. The scheduler claims through the same set,
+    /// so check-and-write cannot race an attempt.
+    pub fn hold(&self, id: &MessageId) -> Option<Hold<'_>> {
+        let mut set = self.inflight.lock().ok()?;
+        set.insert(*id).then_some(Hold { core: self, id: *id, kept: false })
+    }
+
     pub fn in_flight(&self, id: &MessageId) -> bool {
         self.inflight.lock().map(|s| s.contains(id)).unwrap_or(false)
     }
@@ -72,6 +81,29 @@ impl QueueCore {
         if freed {
             // The scheduler may be waiting for room.
             self.wake.notify_one();
+        }
+    }
+}
+
+/// A message held out of the scheduler's reach; released on drop.
+pub struct Hold<'a> {
+    core: &'a QueueCore,
+    id: MessageId,
+    kept: bool,
+}
+
+impl Hold<'_> {
+    /// Keeps the message held after this guard is gone; the delivery round
+    /// releases it when it ends.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.core.release(&self.id);
         }
     }
 }
@@ -86,11 +118,13 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
             Ok(due) => {
                 let mut jobs = Vec::new();
                 for (due_ms, id) in due {
-                    if core.in_flight(&id) {
-                        continue;
-                    }
+                    let Some(hold) = core.hold(&id) else { continue };
                     match claim(&core, id, due_ms, now) {
-                        Ok(mut j) => jobs.append(&mut j),
+                        Ok(j) if j.is_empty() => {}
+                        Ok(mut j) => {
+                            hold.keep();
+                            jobs.append(&mut j);
+                        }
                         Err(e) => tracing::error!(msg_id = %id, error = %e, "cannot claim message"),
                     }
                 }
@@ -158,9 +192,6 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
     for (i, r) in record.recipients.iter().enumerate().filter(|(_, r)| r.status.is_pending()) {
         let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
         by_domain.entry(domain).or_default().push(i);
-    }
-    if let Ok(mut s) = core.inflight.lock() {
-        s.insert(id);
     }
     tracing::debug!(msg_id = %id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
     let msg = InFlight::new(core.clone(), record, by_domain.len());
