@@ -5,7 +5,7 @@
 # signing, durable before 250, STARTTLS + AUTH, pipelining) and prints
 #   - accepted msg/s and end-of-DATA→250 latency p50/p99,
 #   - end-to-end msg/s (first submission → last delivery at the sink),
-#   - fsyncs per accepted message (group commit at work).
+#   - the relay's fsyncs for the run (group commit: compare with N).
 # Finally it fills a relay with FILL messages that cannot be delivered and
 # prints its resident memory.
 #

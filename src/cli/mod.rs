@@ -108,5 +108,8 @@ fn run(cli: Cli) -> Result<(), String> {
 pub fn init_logging(level: &str) {
     let filter = std::env::var("RUST_LOG").ok().and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok());
     let filter = filter.unwrap_or_else(|| tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| "info".into()));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal, never into log files.
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }
