@@ -15,7 +15,10 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-/// Least time between two flushes while requests keep coming.
+/// A flush that served this many writers means the relay is busy.
+const LOADED_BATCH: usize = 2;
+
+/// Least time between two flushes while the relay is busy.
 const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Clone)]
@@ -34,19 +37,25 @@ impl Committer {
         std::thread::Builder::new()
             .name("herald-commit".into())
             .spawn(move || {
-                let mut last_flush = std::time::Instant::now() - MIN_INTERVAL;
+                let mut last_flush = std::time::Instant::now();
+                let mut last_batch = 0usize;
                 while let Ok(first) = rx.recv() {
-                    // Under load, space flushes at least MIN_INTERVAL apart so
-                    // one flush serves everyone writing meanwhile: each sled
-                    // flush seals a log buffer and wakes its I/O threads,
-                    // which costs far more CPU than the wait. Idle, a lone
-                    // writer is flushed at once.
-                    if let Some(wait) = MIN_INTERVAL.checked_sub(last_flush.elapsed()) {
+                    // Under load (the last flush served several writers —
+                    // more than the delivery side alone produces per message),
+                    // space flushes at least MIN_INTERVAL apart so one flush
+                    // serves everyone writing meanwhile: each sled flush
+                    // seals a log buffer and wakes its I/O threads, which
+                    // costs far more CPU than the wait. A lone writer is
+                    // flushed at once.
+                    if last_batch >= LOADED_BATCH
+                        && let Some(wait) = MIN_INTERVAL.checked_sub(last_flush.elapsed())
+                    {
                         std::thread::sleep(wait);
                     }
                     last_flush = std::time::Instant::now();
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
+                    last_batch = waiters.len();
                     let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
                     counter.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = &result {
