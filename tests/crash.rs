@@ -38,6 +38,17 @@ fn spawn(config: &std::path::Path) -> Child {
         .unwrap()
 }
 
+/// Connected, STARTTLS'd and authenticated against the relay process.
+async fn authed_client(addr: SocketAddr, dir: &std::path::Path) -> Client {
+    let tls = tls_trusting(&dir.join("cert.pem")).unwrap();
+    let (mut c, _) = Client::connect(addr).await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    let mut c = c.starttls(&tls, "localhost").await.unwrap();
+    c.ehlo("client.test").await.unwrap();
+    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    c
+}
+
 async fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Client::connect(addr).await.is_err() {
@@ -55,12 +66,7 @@ async fn accepted_message_survives_kill_and_restart() {
 
     let mut relay = spawn(&config);
     wait_listening(addr).await;
-    let tls = tls_trusting(&dir.path().join("cert.pem")).unwrap();
-    let (mut c, _) = Client::connect(addr).await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    let mut c = c.starttls(&tls, "localhost").await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let mut c = authed_client(addr, dir.path()).await;
     let body = message("invoice@customer.example", "crash");
     let id = queued_id(&c.send_message("invoice@customer.example", &["payer@example.net"], &body).await.unwrap());
 
@@ -105,12 +111,7 @@ async fn killed_before_delivery_then_delivered_once_after_restart() {
 
     let mut relay = spawn(&config);
     wait_listening(addr).await;
-    let tls = tls_trusting(&dir.path().join("cert.pem")).unwrap();
-    let (mut c, _) = Client::connect(addr).await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    let mut c = c.starttls(&tls, "localhost").await.unwrap();
-    c.ehlo("client.test").await.unwrap();
-    assert_eq!(c.auth_plain(USER, PASSWORD).await.unwrap().code, 235);
+    let mut c = authed_client(addr, dir.path()).await;
     let id = queued_id(&c.send_message("app@customer.test", &["payer@dest.test"], &message("invoice@customer.test", "once")).await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     relay.kill().unwrap();

@@ -154,7 +154,7 @@ impl Session {
                             Err(ParseError::NeedsMoreData { .. }) => break,
                             _ if line_len > limits.max_line_length => Step::Reply(Reply::new(500, [5, 5, 2], "Line too long")),
                             Ok(request) => self.dispatch(request),
-                            Err(e) => Step::Reply(parse_error(e)),
+                            Err(e) => Step::Reply(common::parse_error(e)),
                         };
                         line_len = 0;
                         match step {
@@ -273,17 +273,4 @@ fn mail(state: &mut State, ctx: &Context, from: &str, size: usize) -> Step {
         rcpts: Vec::new(),
     });
     Step::Reply(Reply::new(250, [2, 1, 0], "Sender ok"))
-}
-
-fn parse_error(e: ParseError) -> Reply {
-    match e {
-        ParseError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command unrecognized"),
-        ParseError::InvalidSenderAddress => Reply::new(501, [5, 1, 7], "Bad sender address syntax"),
-        ParseError::InvalidRecipientAddress => Reply::new(501, [5, 1, 3], "Bad recipient address syntax"),
-        ParseError::SyntaxError { syntax } => common::syntax(format!("Syntax: {syntax}")),
-        ParseError::InvalidParameter { param } => common::syntax(format!("Invalid parameter {param}")),
-        ParseError::UnsupportedParameter { param } => Reply::new(555, [5, 5, 4], format!("Unsupported parameter {param}")),
-        ParseError::ResponseTooLong => Reply::new(500, [5, 5, 2], "Line too long"),
-        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => Reply::new(500, [5, 5, 2], "Syntax error"),
-    }
 }

@@ -58,6 +58,21 @@ pub mod common {
         Reply::new(501, [5, 5, 4], text)
     }
 
+    /// The reply to a command smtp-proto could not parse.
+    pub fn parse_error(e: smtp_proto::Error) -> Reply {
+        use smtp_proto::Error as E;
+        match e {
+            E::UnknownCommand => Reply::new(500, [5, 5, 1], "Command unrecognized"),
+            E::InvalidSenderAddress => Reply::new(501, [5, 1, 7], "Bad sender address syntax"),
+            E::InvalidRecipientAddress => Reply::new(501, [5, 1, 3], "Bad recipient address syntax"),
+            E::SyntaxError { syntax: expected } => syntax(format!("Syntax: {expected}")),
+            E::InvalidParameter { param } => syntax(format!("Invalid parameter {param}")),
+            E::UnsupportedParameter { param } => Reply::new(555, [5, 5, 4], format!("Unsupported parameter {param}")),
+            E::ResponseTooLong => Reply::new(500, [5, 5, 2], "Line too long"),
+            E::NeedsMoreData { .. } | E::InvalidResponse { .. } => Reply::new(500, [5, 5, 2], "Syntax error"),
+        }
+    }
+
     pub fn local_error() -> Reply {
         Reply::new(451, [4, 3, 0], "Local error in processing; nothing was queued, please try again later")
     }

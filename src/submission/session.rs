@@ -198,7 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             Err(ParseError::NeedsMoreData { .. }) => break,
                             _ if line_len > limits.max_line_length => Step::Reply(Reply::new(500, [5, 5, 2], "Line too long")),
                             Ok(request) => self.dispatch(request).await,
-                            Err(e) => Step::Reply(parse_error(e)),
+                            Err(e) => Step::Reply(common::parse_error(e)),
                         };
                         line_len = 0;
                         match step {
@@ -310,17 +310,4 @@ fn starttls(state: &mut State, ctx: &SharedContext) -> Step {
         return Step::Reply(common::bad_sequence("Send EHLO first"));
     }
     Step::StartTls(Reply::new(220, [2, 0, 0], "Ready to start TLS"))
-}
-
-fn parse_error(e: ParseError) -> Reply {
-    match e {
-        ParseError::UnknownCommand => Reply::new(500, [5, 5, 1], "Command unrecognized"),
-        ParseError::InvalidSenderAddress => Reply::new(501, [5, 1, 7], "Bad sender address syntax"),
-        ParseError::InvalidRecipientAddress => Reply::new(501, [5, 1, 3], "Bad recipient address syntax"),
-        ParseError::SyntaxError { syntax } => common::syntax(format!("Syntax: {syntax}")),
-        ParseError::InvalidParameter { param } => common::syntax(format!("Invalid parameter {param}")),
-        ParseError::UnsupportedParameter { param } => Reply::new(555, [5, 5, 4], format!("Unsupported parameter {param}")),
-        ParseError::ResponseTooLong => Reply::new(500, [5, 5, 2], "Line too long"),
-        ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => Reply::new(500, [5, 5, 2], "Syntax error"),
-    }
 }
