@@ -128,3 +128,14 @@ async fn killed_before_delivery_then_delivered_once_after_restart() {
     relay.kill().unwrap();
     relay.wait().unwrap();
 }
+
+/// The data directory (spool and DKIM private keys) is closed to other users.
+#[test]
+fn data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let _store = herald::store::Store::open(&data, 8).unwrap();
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "data directory mode {mode:o}");
+}

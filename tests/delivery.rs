@@ -251,6 +251,17 @@ async fn required_tls_to_a_server_without_starttls_is_deferred_not_sent_in_clear
 }
 
 #[tokio::test]
+async fn connection_dropped_mid_data_is_a_temporary_failure() {
+    let w = World::start(|_| {}).await;
+    let id = w.submit("invoice@customer.test", "app@sender.test", &["drop-me@dest.test"]).await;
+    let record = w.attempted(&id).await;
+    let rcpt = &record.recipients[0];
+    assert_eq!(rcpt.status, RcptStatus::Deferred, "{:?}", rcpt.attempts);
+    assert_eq!(rcpt.attempts[0].outcome, Outcome::Temporary);
+    assert!(w.sink.received().is_empty());
+}
+
+#[tokio::test]
 async fn dns_servfail_defers_instead_of_failing() {
     let w = World::start(|_| {}).await;
     w.dns.servfail("dest.test");

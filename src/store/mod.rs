@@ -95,6 +95,12 @@ impl Store {
     /// `cache_mb` MiB. Fails if another process holds it.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        // The database holds DKIM private keys and customers' mail: only the
+        // relay's own user may enter the directory.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
+        }
         let db = sled::Config::new()
             .path(dir.join("herald.sled"))
             .cache_capacity(cache_mb * 1024 * 1024)
