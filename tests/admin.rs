@@ -5,15 +5,14 @@
 mod support;
 
 use herald::admin::{ErrorV1, HealthV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
-use herald::bench::sink::{Sink, SinkConfig};
 use herald::clock::{Clock, SystemClock};
-use herald::config::{Config, OutboundTls};
+use herald::config::Config;
 use herald::id::MessageId;
 use herald::store::MessageRecord;
 use serde::de::DeserializeOwned;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::dns::TestDns;
+use support::world::World;
 use support::*;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -30,29 +29,10 @@ async fn stuck_relay() -> TestRelay {
     TestRelay::start_with(with_api).await
 }
 
-/// A relay that delivers everything to a sink through a static route,
-/// retrying after a second.
-async fn delivering_relay() -> (TestDns, Sink, TestRelay) {
-    let dns = TestDns::start().await;
-    dns.set_zone("dest.test. A 127.0.0.1\n");
-    let sink = Sink::start(SinkConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        hostname: "sink.test".into(),
-        tls: None,
-        keep_messages: true,
-    })
-    .await
-    .unwrap();
-    let port = sink.addr().port();
-    let relay = TestRelay::start_with(|c| {
-        with_api(c);
-        c.dns = dns.config();
-        c.routes[0].port = port;
-        c.routes[0].tls = OutboundTls::Disabled;
-        c.queue.retry_schedule = vec!["1s".into()];
-    })
-    .await;
-    (dns, sink, relay)
+/// A relay that delivers everything to a sink (the implicit MX of
+/// `dest.test`), retrying after a second.
+async fn delivering_relay() -> World {
+    World::start("dest.test. A 127.0.0.1\n", with_api).await
 }
 
 fn api(relay: &TestRelay) -> SocketAddr {
@@ -109,23 +89,6 @@ async fn wait_for(relay: &TestRelay, id: &MessageId, what: &str, done: impl Fn(&
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Runs the `herald` binary; returns (success, stdout, stderr).
-async fn herald(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
 }
 
 fn cli_args(relay: &TestRelay, args: &[&str]) -> Vec<String> {
@@ -282,7 +245,7 @@ async fn unknown_and_malformed_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_message_keeps_its_attempt_history_and_the_cli_shows_it() {
-    let (_dns, sink, relay) = delivering_relay().await;
+    let World { dns: _dns, sink, relay } = delivering_relay().await;
     let id = submit(&relay, &["tempfail-1-a@dest.test"]).await;
     wait_for(&relay, &id, "finished", |r| r.finished_ms.is_some()).await;
     assert_eq!(sink.count(), 1);
@@ -303,18 +266,18 @@ async fn delivered_message_keeps_its_attempt_history_and_the_cli_shows_it() {
     assert!(r.attempts[1].reply.starts_with("250"), "{:?}", r.attempts);
     assert!(r.attempts[1].host.contains("127.0.0.1"), "{:?}", r.attempts);
 
-    let (ok, out, err) = herald(cli_args(&relay, &["queue", "show", id.as_str()])).await;
+    let (ok, out, err) = run_herald(cli_args(&relay, &["queue", "show", id.as_str()])).await;
     assert!(ok, "{err}");
     assert!(out.contains(id.as_str()) && out.contains("finished"), "{out}");
     assert!(out.contains("tempfail-1-a@dest.test  delivered"), "{out}");
     assert!(out.contains("451 4.3.0 try again later"), "remote replies shown: {out}");
 
-    let (ok, out, err) = herald(cli_args(&relay, &["queue", "list", "--json"])).await;
+    let (ok, out, err) = run_herald(cli_args(&relay, &["queue", "list", "--json"])).await;
     assert!(ok, "{err}");
     let list: QueueListV1 = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(list.total, 0, "the delivered message left the queue");
 
-    let (ok, out, err) = herald(cli_args(&relay, &["queue", "summary"])).await;
+    let (ok, out, err) = run_herald(cli_args(&relay, &["queue", "summary"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("queued messages  0"), "{out}");
 }
@@ -326,7 +289,7 @@ async fn cli_explains_a_missing_relay_and_a_wrong_token() {
     let args = ["queue", "summary", "--api", &format!("http://127.0.0.1:{port}"), "--token", TOKEN]
         .map(String::from)
         .to_vec();
-    let (ok, _, err) = herald(args).await;
+    let (ok, _, err) = run_herald(args).await;
     assert!(!ok);
     assert!(
         err.contains("not running") && err.contains("`admin.token`") && err.contains("`admin.address`"),
@@ -344,11 +307,11 @@ async fn cli_explains_a_missing_relay_and_a_wrong_token() {
     ]
     .map(String::from)
     .to_vec();
-    let (ok, _, err) = herald(args).await;
+    let (ok, _, err) = run_herald(args).await;
     assert!(!ok);
     assert!(err.contains("refused the token"), "{err}");
 
-    let (ok, _, err) = herald(cli_args(&relay, &["queue", "show", "nope"])).await;
+    let (ok, _, err) = run_herald(cli_args(&relay, &["queue", "show", "nope"])).await;
     assert!(!ok);
     assert!(err.contains("not a relay message id"), "{err}");
 }

@@ -5,65 +5,42 @@
 mod support;
 
 use herald::bench::client::{Client, ClientReply, dot_stuff};
-use herald::bench::sink::{Sink, SinkConfig};
-use herald::clock::SystemClock;
-use herald::config::{Config, OutboundTls};
+use herald::config::Config;
 use herald::id::MessageId;
 use herald::store::{MessageRecord, Outcome, RcptStatus};
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration;
-use support::dns::TestDns;
-use support::*;
-
-const WAIT: Duration = Duration::from_secs(20);
+use support::world::{self, WAIT};
 const SENDER: &str = "app@sender.test";
 const PAYER: &str = "payer@dest.test";
 
-struct World {
-    _dns: TestDns,
-    sink: Sink,
-    relay: TestRelay,
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
     async fn start(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dns = TestDns::start().await;
-        let sink = Sink::start(SinkConfig { addr: "127.0.0.1:0".parse().unwrap(), hostname: "sink.test".into(), tls: None, keep_messages: true }).await.unwrap();
         // Recipients and the original sender's domain both have the sink as MX.
-        dns.set_zone("dest.test. MX 10 mx.dest.test.\nmx.dest.test. A 127.0.0.1\nsender.test. MX 10 mx.dest.test.\n");
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
-        config.dns = dns.config();
-        config.routes.clear();
-        config.delivery.mx_port = sink.addr().port();
-        config.delivery.tls = OutboundTls::Disabled;
-        config.queue.retry_schedule = vec!["1s".into()];
-        config.bounces.address = "127.0.0.1:0".into();
-        tweak(&mut config);
-        let relay = start_relay(config, dir, Arc::new(SystemClock)).await;
-        World { _dns: dns, sink, relay }
-    }
-
-    fn store(&self) -> &herald::store::Store {
-        &self.relay.running().store
+        let zone = "dest.test. MX 10 mx.dest.test.\nmx.dest.test. A 127.0.0.1\nsender.test. MX 10 mx.dest.test.\n";
+        let tweak = |c: &mut Config| {
+            c.bounces.address = "127.0.0.1:0".into();
+            tweak(c);
+        };
+        World(world::World::start(zone, tweak).await)
     }
 
     async fn submit(&self, rcpt: &str) -> MessageId {
-        let mut c = self.relay.authed().await;
-        let body = format!("From: Acme Billing <invoice@customer.test>\r\nTo: <{rcpt}>\r\nSubject: Invoice 42\r\nMessage-ID: <inv42@acme>\r\n\r\nPlease pay.\r\n");
-        queued_id(&c.send_message(SENDER, &[rcpt], body.as_bytes()).await.unwrap())
+        self.0.submit("invoice@customer.test", SENDER, &[rcpt]).await
     }
 
     /// Waits until `done` holds for the message's record.
     async fn record_where(&self, id: &MessageId, done: impl Fn(&MessageRecord) -> bool) -> MessageRecord {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = self.store().find(id).unwrap().filter(|r| done(r)) {
-                return r;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "message {id}: condition not reached: {:?}", self.store().find(id).unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.0.record_where(id, "condition not reached", done).await
     }
 
     /// A message delivered to the sink (and retired), and the envelope

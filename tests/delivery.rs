@@ -3,26 +3,24 @@
 
 mod support;
 
-use herald::bench::sink::{Sink, SinkConfig, SinkMessage};
+use herald::bench::sink::SinkMessage;
 use herald::clock::{ManualClock, SharedClock, SystemClock};
 use herald::config::{Config, OutboundTls, RouteConfig};
-use herald::id::MessageId;
-use herald::store::{MessageRecord, Outcome, RcptStatus};
+use herald::store::{Outcome, RcptStatus};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
-use support::dns::TestDns;
-use support::*;
+use support::world::{self, WAIT, sink};
 
-const WAIT: Duration = Duration::from_secs(20);
+/// The shared world, delivering with opportunistic TLS and short idle
+/// connections, its DNS holding [`zone`].
+struct World(world::World);
 
-struct World {
-    dns: TestDns,
-    sink: Sink,
-    relay: TestRelay,
-}
-
-async fn sink() -> Sink {
-    Sink::start(SinkConfig { addr: "127.0.0.1:0".parse().unwrap(), hostname: "sink.test".into(), tls: None, keep_messages: true }).await.unwrap()
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 fn zone(sink_ip: &str, extra: &str) -> String {
@@ -44,62 +42,17 @@ impl World {
     }
 
     async fn start_with_clock(tweak: impl FnOnce(&mut Config), clock: SharedClock) -> Self {
-        let dns = TestDns::start().await;
-        let sink = sink().await;
-        dns.set_zone(&zone("127.0.0.1", ""));
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
-        config.dns = dns.config();
-        config.routes.clear();
-        config.delivery.mx_port = sink.addr().port();
-        config.delivery.tls = OutboundTls::Opportunistic;
-        config.delivery.idle_secs = 2;
-        config.queue.retry_schedule = vec!["1s".into()];
-        tweak(&mut config);
-        let relay = start_relay(config, dir, clock).await;
-        let world = World { dns, sink, relay };
-        world.publish("");
-        world
+        let tweak = |c: &mut Config| {
+            c.delivery.tls = OutboundTls::Opportunistic;
+            c.delivery.idle_secs = 2;
+            tweak(c);
+        };
+        World(world::World::start_with_clock(&zone("127.0.0.1", ""), tweak, clock).await)
     }
 
     /// Publishes the zone, with the relay's DKIM key and `extra` lines.
     fn publish(&self, extra: &str) {
-        let key = self.relay.running().queue.preparer.keys.get("relay.test", "herald").unwrap().expect("relay key exists from the start");
-        let public = herald::dkim::public_key_b64(&key.der().unwrap()).unwrap();
-        let txt: String = herald::dkim::split_txt(&herald::dkim::txt_value(&public)).iter().map(|s| format!("\"{s}\" ")).collect();
-        self.dns.set_zone(&zone("127.0.0.1", &format!("herald._domainkey.relay.test. TXT {txt}\n{extra}")));
-    }
-
-    async fn submit(&self, from: &str, mail_from: &str, rcpts: &[&str]) -> MessageId {
-        let mut c = self.relay.authed().await;
-        let body = format!("From: Acme Billing <{from}>\r\nTo: <{}>\r\nSubject: Invoice 42\r\nMessage-ID: <inv42@acme>\r\n\r\nPlease pay.\r\n", rcpts[0]);
-        queued_id(&c.send_message(mail_from, rcpts, body.as_bytes()).await.unwrap())
-    }
-
-    /// Waits until the message is finished (retired) and returns its record.
-    async fn finished(&self, id: &MessageId) -> MessageRecord {
-        let store = &self.relay.running().store;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = store.find(id).unwrap().filter(|r| r.finished_ms.is_some()) {
-                return r;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "message {id} did not finish: {:?}", store.find(id).unwrap());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Waits until some recipient of the message has an attempt recorded.
-    async fn attempted(&self, id: &MessageId) -> MessageRecord {
-        let store = &self.relay.running().store;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = store.find(id).unwrap().filter(|r| r.recipients.iter().any(|x| !x.attempts.is_empty())) {
-                return r;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "message {id} was never attempted");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.0.publish(&zone("127.0.0.1", extra));
     }
 }
 

@@ -8,24 +8,22 @@ mod support;
 
 use herald::admin::client::{AdminClient, ClientError};
 use herald::admin::{AddDomainV1, CheckStatusV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1, MessageV1, OverallV1, VerificationV1};
-use herald::bench::sink::{Sink, SinkConfig, SinkMessage};
-use herald::clock::SystemClock;
-use herald::config::OutboundTls;
+use herald::bench::sink::SinkMessage;
 use herald::id::MessageId;
 use herald::policy::Identity;
-use herald::store::MessageRecord;
-use std::sync::Arc;
+use std::ops::Deref;
 use std::time::Duration;
-use support::dns::TestDns;
-use support::*;
+use support::world::{self, WAIT};
 
 const TOKEN: &str = "whitelabel-admin-token-0123456789";
-const WAIT: Duration = Duration::from_secs(20);
 
-struct World {
-    dns: TestDns,
-    sink: Sink,
-    relay: TestRelay,
+struct World(world::World);
+
+impl Deref for World {
+    type Target = world::World;
+    fn deref(&self) -> &world::World {
+        &self.0
+    }
 }
 
 impl World {
@@ -33,28 +31,15 @@ impl World {
     /// delivering by MX to the sink; the DNS holds the recipients' MX and
     /// the operator zone as the API renders it.
     async fn start() -> World {
-        let dns = TestDns::start().await;
-        let sink = Sink::start(SinkConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            hostname: "sink.test".into(),
-            tls: None,
-            keep_messages: true,
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(dir.path());
-        config.dns = dns.config();
-        config.routes.clear();
-        config.delivery.mx_port = sink.addr().port();
-        config.delivery.tls = OutboundTls::Disabled;
-        config.queue.retry_schedule = vec!["1s".into()];
-        config.admin.token = TOKEN.into();
-        config.admin.address = "127.0.0.1:0".into();
-        config.domains.zone = "wl.relay.test".into();
-        config.domains.inbound_host = "mx.relay.test".into();
-        let relay = start_relay(config, dir, Arc::new(SystemClock)).await;
-        let world = World { dns, sink, relay };
+        let world = World(
+            world::World::start("", |config| {
+                config.admin.token = TOKEN.into();
+                config.admin.address = "127.0.0.1:0".into();
+                config.domains.zone = "wl.relay.test".into();
+                config.domains.inbound_host = "mx.relay.test".into();
+            })
+            .await,
+        );
         world.publish("").await;
         world
     }
@@ -119,15 +104,7 @@ impl World {
     }
 
     async fn submit(&self, from: &str) -> MessageId {
-        let mut c = self.relay.authed().await;
-        let body = format!(
-            "From: Acme Billing <{from}>\r\nTo: <payer@dest.test>\r\nSubject: Invoice 42\r\nMessage-ID: <inv42@acme>\r\n\r\nPlease pay.\r\n"
-        );
-        queued_id(
-            &c.send_message("app@sender.test", &["payer@dest.test"], body.as_bytes())
-                .await
-                .unwrap(),
-        )
+        self.0.submit(from, "app@sender.test", &["payer@dest.test"]).await
     }
 
     /// The message as the sink received it, by its envelope sender's id.
@@ -138,18 +115,6 @@ impl World {
                 return m;
             }
             assert!(tokio::time::Instant::now() < deadline, "message {id} never reached the sink");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn finished(&self, id: &MessageId) -> MessageRecord {
-        let store = &self.relay.running().store;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = store.find(id).unwrap().filter(|r| r.finished_ms.is_some()) {
-                return r;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "message {id} did not finish");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -185,19 +150,7 @@ fn cnames(d: &DomainV1, wrong: Option<(&str, &str)>) -> String {
 async fn herald(w: &World, args: &[&str]) -> (bool, String, String) {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.extend(["--api".into(), w.base(), "--token".into(), TOKEN.into()]);
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(&all)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    support::run_herald(all).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,10 +100,7 @@ impl Dispatcher {
         q.jobs.push_back(job);
         if q.idle > 0 {
             q.notify.notify_one();
-        } else if q.conns < self.inner.settings.per_domain && q.jobs.len() > q.conns {
-            // Only a backlog larger than the open connections gets another
-            // one; a busy connection takes the next job when it is done,
-            // which keeps sessions reused at low rates.
+        } else if q.conns < self.inner.settings.per_domain {
             q.conns += 1;
             tokio::spawn(connection_task(self.inner.clone(), domain));
         }

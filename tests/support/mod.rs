@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod world;
 
 use herald::bench::client::{Client, ClientReply, tls_trusting};
 use herald::clock::SystemClock;
@@ -164,4 +165,15 @@ pub fn queued_id(reply: &ClientReply) -> herald::id::MessageId {
     assert_eq!(reply.code, 250, "{reply:?}");
     let id = reply.text().rsplit(' ').next().unwrap().to_string();
     herald::id::MessageId::parse(&id).unwrap_or_else(|| panic!("no id in {reply:?}"))
+}
+
+/// Runs the `herald` binary; returns (success, stdout, stderr). Blocking,
+/// so off the runtime that serves the relay.
+pub async fn run_herald(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald")).args(&args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .unwrap()
 }
