@@ -105,8 +105,7 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         return Ok(Done::Failed(newly.len()));
     }
     if record.is_finished() {
-        let body = ctx.store.body(&id)?.unwrap_or_default();
-        ctx.queue.finish(record, &body);
+        ctx.queue.finish(record);
     } else {
         ctx.store.update(&record, Some(due))?;
     }

@@ -97,8 +97,7 @@ impl InFlight {
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
         if last && record.is_finished() {
-            let body = self.core.store.body(&self.id).ok().flatten().unwrap_or_default();
-            finish(&self.core, record.clone(), &body);
+            finish(&self.core, record.clone());
         } else if let Err(e) = self.core.store.update(&record, Some(record.due_ms)) {
             tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome");
         }
@@ -114,23 +113,33 @@ impl InFlight {
 
 /// Retires a finished message and, if a recipient failed, spools a DSN
 /// to its envelope sender.
-pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, body: &[u8]) {
+/// The body is read back only when a DSN will quote its headers, and
+/// before retiring drops it; a delivered message costs no read.
+pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord) {
     let now = core.clock.now_ms();
     record.finished_ms = Some(now);
+    let headers = if dsn::wanted(&record, core.dsn) {
+        let body = core.store.body(&record.id).ok().flatten().unwrap_or_default();
+        Some(dsn::header_section(&body).to_vec())
+    } else {
+        None
+    };
     if let Err(e) = core.store.retire(&record) {
         tracing::error!(msg_id = %record.id, error = %e, "cannot retire message");
         return;
     }
     tracing::info!(msg_id = %record.id, "finished");
-    core.notify_sender(&record, dsn::header_section(body));
+    if let Some(headers) = headers {
+        core.notify_sender(&record, &headers);
+    }
 }
 
 impl QueueCore {
     /// Retires a message none of whose recipients waits any longer, as the
     /// scheduler does; for callers outside the delivery round (a bounce
     /// that failed the last pending recipient).
-    pub fn finish(self: &Arc<Self>, record: MessageRecord, body: &[u8]) {
-        finish(self, record, body);
+    pub fn finish(self: &Arc<Self>, record: MessageRecord) {
+        finish(self, record);
     }
 
     /// Spools a DSN to the envelope sender of `record` for its failed and

@@ -180,8 +180,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                 tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
             }
         }
-        let body = core.store.body(&id).map_err(|e| e.to_string())?.unwrap_or_default();
-        inflight::finish(core, record, &body);
+        inflight::finish(core, record);
         return Ok(Vec::new());
     }
     let old_due = record.due_ms;
