@@ -8,9 +8,10 @@ use super::{Context, data, rcpt};
 use crate::id::MessageId;
 use crate::submission::Reply;
 use crate::submission::dot::DataReader;
+use crate::submission::command::{self, Command};
 use crate::submission::reply::common;
 use smtp_proto::request::receiver::RequestReceiver;
-use smtp_proto::{Error as ParseError, Request};
+use smtp_proto::Request;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -143,20 +144,15 @@ impl Session {
             while !bytes.as_slice().is_empty() {
                 match &mut input {
                     Input::Command => {
-                        let before = bytes.len();
-                        let parsed = requests.ingest(&mut bytes);
-                        line_len += before - bytes.len();
-                        let step = match parsed {
-                            Err(ParseError::NeedsMoreData { .. }) if line_len > limits.max_line_length => {
-                                self.reply(Reply::new(500, [5, 5, 2], "Line too long"));
+                        let step = match command::read(&mut requests, &mut bytes, &mut line_len, limits.max_line_length) {
+                            Command::Incomplete => break,
+                            Command::Overlong(r) => {
+                                self.reply(r);
                                 return;
                             }
-                            Err(ParseError::NeedsMoreData { .. }) => break,
-                            _ if line_len > limits.max_line_length => Step::Reply(Reply::new(500, [5, 5, 2], "Line too long")),
-                            Ok(request) => self.dispatch(request),
-                            Err(e) => Step::Reply(common::parse_error(e)),
+                            Command::Refuse(r) => Step::Reply(r),
+                            Command::Request(request) => self.dispatch(request),
                         };
-                        line_len = 0;
                         match step {
                             Step::Reply(r) => self.reply(r),
                             Step::Close(r) => {
@@ -239,22 +235,7 @@ fn hello(state: &mut State, ctx: &Context, host: &str, esmtp: bool) -> Step {
     }
     state.tx = None;
     state.helo = Some(host.to_string());
-    if !esmtp {
-        return Step::Reply(Reply::plain(250, ctx.hostname.clone()));
-    }
-    let lines = vec![
-        format!("{} greets {host}", ctx.hostname).into(),
-        "PIPELINING".into(),
-        format!("SIZE {}", ctx.limits.max_message_size).into(),
-        "8BITMIME".into(),
-        "ENHANCEDSTATUSCODES".into(),
-        "SMTPUTF8".into(),
-    ];
-    Step::Reply(Reply {
-        code: 250,
-        status: None,
-        lines,
-    })
+    Step::Reply(common::hello(&ctx.hostname, host, esmtp, ctx.limits.max_message_size))
 }
 
 /// MAIL FROM (RFC 5321 §4.1.1.2): any sender, usually the null one.

@@ -1,6 +1,7 @@
 //! EHLO and HELO (RFC 5321 §4.1.1.1): say hello, list what we offer.
 
 use super::session::{State, Step};
+use super::reply::common;
 use super::{Reply, SharedContext};
 use crate::config::ListenerTls;
 
@@ -12,23 +13,16 @@ pub fn ehlo(state: &mut State, ctx: &SharedContext, host: &str, esmtp: bool) -> 
     state.tx = None;
     state.helo = Some(host.to_string());
     state.esmtp = esmtp;
+    let mut reply = common::hello(&ctx.hostname, host, esmtp, ctx.limits.max_message_size);
     if !esmtp {
-        return Step::Reply(Reply::plain(250, ctx.hostname.clone()));
+        return Step::Reply(reply);
     }
-    let mut lines = vec![
-        format!("{} greets {host}", ctx.hostname).into(),
-        "PIPELINING".into(),
-        format!("SIZE {}", ctx.limits.max_message_size).into(),
-        "8BITMIME".into(),
-        "ENHANCEDSTATUSCODES".into(),
-        "SMTPUTF8".into(),
-    ];
     if !state.tls && state.mode.tls == ListenerTls::Starttls && ctx.tls.is_some() {
-        lines.push("STARTTLS".into());
+        reply.lines.push("STARTTLS".into());
     }
     // RFC 4954 §4: do not offer plain-text mechanisms on a clear channel.
     if state.auth_allowed() && !ctx.users.is_empty() && state.auth_user.is_none() {
-        lines.push("AUTH PLAIN LOGIN".into());
+        reply.lines.push("AUTH PLAIN LOGIN".into());
     }
-    Step::Reply(Reply { code: 250, status: None, lines })
+    Step::Reply(reply)
 }

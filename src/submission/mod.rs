@@ -6,6 +6,7 @@
 //! `rcpt`, `data`); handlers return [`Reply`] values.
 
 mod auth;
+pub(crate) mod command;
 mod data;
 pub(crate) mod dot;
 mod ehlo;

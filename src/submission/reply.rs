@@ -73,6 +73,23 @@ pub mod common {
         }
     }
 
+    /// The reply to HELO (`esmtp` false) or EHLO, with the extensions every
+    /// herald server offers; callers append their own (STARTTLS, AUTH).
+    pub fn hello(ours: &str, theirs: &str, esmtp: bool, max_message_size: usize) -> Reply {
+        if !esmtp {
+            return Reply::plain(250, ours.to_string());
+        }
+        let lines = vec![
+            format!("{ours} greets {theirs}").into(),
+            "PIPELINING".into(),
+            format!("SIZE {max_message_size}").into(),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "SMTPUTF8".into(),
+        ];
+        Reply { code: 250, status: None, lines }
+    }
+
     pub fn local_error() -> Reply {
         Reply::new(451, [4, 3, 0], "Local error in processing; nothing was queued, please try again later")
     }

@@ -8,9 +8,10 @@
 use super::reply::common;
 use super::{ListenerMode, Reply, SharedContext, auth, data, ehlo, mail, rcpt};
 use crate::config::ListenerTls;
+use super::command::{self, Command};
 use super::dot::DataReader;
 use smtp_proto::request::receiver::{LineReceiver, RequestReceiver};
-use smtp_proto::{Error as ParseError, Request};
+use smtp_proto::Request;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -187,20 +188,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             while !bytes.as_slice().is_empty() {
                 match &mut input {
                     Input::Command => {
-                        let before = bytes.len();
-                        let parsed = requests.ingest(&mut bytes);
-                        line_len += before - bytes.len();
-                        let step = match parsed {
-                            Err(ParseError::NeedsMoreData { .. }) if line_len > limits.max_line_length => {
-                                self.reply(Reply::new(500, [5, 5, 2], "Line too long"));
+                        let step = match command::read(&mut requests, &mut bytes, &mut line_len, limits.max_line_length) {
+                            Command::Incomplete => break,
+                            Command::Overlong(r) => {
+                                self.reply(r);
                                 return End::Closed;
                             }
-                            Err(ParseError::NeedsMoreData { .. }) => break,
-                            _ if line_len > limits.max_line_length => Step::Reply(Reply::new(500, [5, 5, 2], "Line too long")),
-                            Ok(request) => self.dispatch(request).await,
-                            Err(e) => Step::Reply(common::parse_error(e)),
+                            Command::Refuse(r) => Step::Reply(r),
+                            Command::Request(request) => self.dispatch(request).await,
                         };
-                        line_len = 0;
                         match step {
                             Step::Reply(r) => self.reply(r),
                             Step::Close(r) => {
