@@ -3,9 +3,11 @@
 
 mod fill;
 mod from;
+mod lines;
 mod trace;
 
 pub use fill::missing_fields;
+pub use lines::{MAX_LINE, long_line, normalize_bare_lf};
 pub use from::{FromError, FromHeader, check_from};
 pub use trace::received_header;
 
