@@ -12,7 +12,7 @@ use super::{Reply, SharedContext, reply::common};
 use crate::id::MessageId;
 use crate::config::BareNewline;
 use crate::message::{MAX_LINE, check_from, find_forbidden, long_line, normalize_bare_lf, received_header};
-use crate::store::{MessageRecord, RcptStatus, Recipient, records::RECORD_VERSION};
+use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 
 /// `DATA`: check the transaction, then invite the message.
 pub fn data(state: &mut State) -> Step {
@@ -81,7 +81,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         tls: state.tls,
         size: body.len(),
         received_header: received,
-        recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued, attempts: Vec::new() }).collect(),
+        recipients: tx.rcpts.into_iter().map(Recipient::queued).collect(),
         due_ms: now,
         decision: Some(decision),
         attempts: 0,
