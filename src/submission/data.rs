@@ -88,6 +88,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         prepared: None,
         finished_ms: None,
         is_dsn: false,
+        smtputf8: tx.smtputf8,
     };
     match ctx.store.spool(&record, body).await {
         Ok(()) => {
