@@ -194,9 +194,17 @@ async fn an_added_header_and_a_changed_body_are_named() {
     let w = World::start().await;
     let (_, m) = w.deliver(PYTHON_STYLE).await;
 
-    // Fields an MTA adds on the way do not break herald's signature.
-    let relayed = with_top(&with_top(&m.data, "Received: from relay.test by mx.dest.test; Mon, 30 Nov 2026 02:00:00 +0000\r\n"), &format!("Return-Path: <{}>\r\n", m.mail_from));
-    assert_eq!(w.inspect(&relayed, &m.mail_from).await.dkim[0].result, "pass");
+    // Fields an MTA adds on the way (Received, Return-Path, even another
+    // Date) do not break herald's signature: h= never lists an absent one.
+    let h = w.inspect(&m.data, &m.mail_from).await.dkim[0].headers.clone();
+    for absent in ["Received", "Return-Path", "Reply-To", "Cc", "In-Reply-To"] {
+        assert!(!h.iter().any(|x| x.eq_ignore_ascii_case(absent)), "{absent} listed: {h:?}");
+    }
+    let mut relayed = with_top(&m.data, "Received: from relay.test by mx.dest.test; Mon, 30 Nov 2026 02:00:00 +0000\r\n");
+    relayed = with_top(&relayed, &format!("Return-Path: <{}>\r\n", m.mail_from));
+    relayed = with_top(&relayed, "Date: Mon, 30 Nov 2026 02:00:01 +0000\r\n");
+    let r = w.inspect(&relayed, &m.mail_from).await;
+    assert_eq!((r.dkim[0].result.as_str(), r.dmarc.unwrap().result.as_str()), ("pass", "pass"), "{:#?}", r.dkim);
 
     // A second From is caught by the over-signing, and named.
     let r = w.inspect(&with_top(&m.data, "From: Mallory <pay@evil.test>\r\n"), &m.mail_from).await;

@@ -57,6 +57,8 @@ pub(super) async fn stored(State(s): Shared, Path(id): Path<String>, RawQuery(qu
         prepared_at_first_attempt: at_first_attempt,
     });
     report.identity = Some(identity(&s, &record.from_domain).await?);
+    let dkim: Vec<&str> = report.dkim.iter().map(|d| d.result.as_str()).collect();
+    tracing::info!(msg_id = %id, dkim = ?dkim, dmarc = report.dmarc.as_ref().map(|d| d.result.as_str()).unwrap_or("-"), "inspected");
     Ok(Json(report))
 }
 
