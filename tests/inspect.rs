@@ -69,12 +69,16 @@ impl World {
         tokio::task::spawn_blocking(move || f(&AdminClient::new(&base, TOKEN))).await.unwrap()
     }
 
-    /// Publishes the operator zone, [`ZONE`] and, if `keys`, the
-    /// customer's CNAMEs (return path and DKIM keys).
-    async fn publish(&self, keys: bool) {
+    /// Publishes the operator zone, [`ZONE`], `extra` and, if `keys`,
+    /// the customer's CNAMEs (return path and DKIM keys).
+    async fn publish_with(&self, keys: bool, extra: &str) {
         let zone = self.api(|c| c.zone()).await.unwrap();
         let cnames = if keys { self.cnames.clone() } else { self.cnames.lines().filter(|l| !l.contains("_domainkey")).map(|l| format!("{l}\n")).collect() };
-        self.dns.set_zone(&format!("{ZONE}{zone}\n{cnames}"));
+        self.dns.set_zone(&format!("{ZONE}{zone}\n{cnames}{extra}"));
+    }
+
+    async fn publish(&self, keys: bool) {
+        self.publish_with(keys, "").await;
     }
 
     /// Submits `message` to `rcpts`; what the sink got.
@@ -248,6 +252,30 @@ async fn a_key_removed_from_dns_is_named() {
     let cause = d.cause.as_deref().unwrap();
     assert!(cause.starts_with("no key is published at hr1._domainkey.customer.test"), "{cause}");
     assert_eq!(d.key_bits, None);
+
+    // The key revoked: published with an empty p=.
+    w.publish_with(false, "hr1._domainkey.customer.test. TXT \"v=DKIM1; k=rsa; p=\"\n").await;
+    let r = w.inspect(&m.data, &m.mail_from).await;
+    assert_eq!(r.dkim[0].cause.as_deref(), Some("the key at hr1._domainkey.customer.test is revoked (its p= is empty)"), "{:#?}", r.dkim);
+    assert_ne!(r.dkim[0].result, "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_signature_is_named() {
+    let w = World::start().await;
+    let key = w.relay.running().queue.preparer.keys.get("relay.test", "herald").unwrap().unwrap().der().unwrap();
+    let rsa = mail_auth::common::crypto::RsaKey::<mail_auth::common::crypto::Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs8(key.into())).unwrap();
+    let unsigned = "From: Acme <billing@relay.test>\r\nSubject: soon stale\r\n\r\nbody\r\n";
+    // x= one second after signing.
+    let signature = mail_auth::dkim::DkimSigner::from_key(rsa).domain("relay.test").selector("herald").headers(["From", "Subject"]).expiration(1).sign(unsigned.as_bytes()).unwrap();
+    use mail_auth::common::headers::HeaderWriter;
+    let signed = format!("{}{unsigned}", signature.to_header());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = w.inspect(signed.as_bytes(), "").await;
+    let d = &r.dkim[0];
+    assert_eq!((d.result.as_str(), d.expires), ("neutral", Some(signature.x)), "{d:#?}");
+    let cause = d.cause.as_deref().unwrap();
+    assert!(cause.starts_with("the signature expired at ") && cause.contains(&format!("(x={})", signature.x)), "{cause}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

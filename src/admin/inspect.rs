@@ -20,6 +20,9 @@ use std::sync::Arc;
 
 type Shared = State<Arc<AdminState>>;
 
+/// Largest message `POST /api/inspect` takes (axum's default is 2 MiB).
+pub(super) const MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// `POST /api/inspect`.
 pub(super) async fn posted(State(s): Shared, RawQuery(query): RawQuery, body: Bytes) -> Result<Json<InspectV1>, ApiError> {
     let request = request(query.as_deref())?;

@@ -110,7 +110,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/domains/{domain}", get(domains::show).delete(domains::remove))
         .route("/api/domains/{domain}/verify", post(domains::verify))
         .route("/api/dns/zone", get(domains::zone))
-        .route("/api/inspect", post(inspect::posted))
+        .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))
         .route("/api/identity/{domain}", get(inspect::show_identity))
         .route("/metrics", get(metrics::metrics))
