@@ -118,6 +118,6 @@ fn bare_newline_takes_normalize_or_reject() {
     assert_eq!(config.limits.bare_newline, herald::config::BareNewline::Normalize, "the default");
     let config = Config::parse("[limits]\nbare_newline = \"reject\"\n", "test", dir.path()).unwrap();
     assert_eq!(config.limits.bare_newline, herald::config::BareNewline::Reject);
-    let err = Config::parse("[limits]\nbare_newline = \"strict\"\n", "test", dir.path()).err().expect("refused").to_string();
+    let err = Config::parse("[limits]\nbare_newline = \"strict\"\n", "test", dir.path()).expect_err("refused").to_string();
     assert!(err.contains("bare_newline") && err.contains("`normalize`") && err.contains("`reject`"), "{err}");
 }

@@ -207,7 +207,7 @@ async fn line_over_998_bytes_is_refused_with_550_5_6_0() {
     let mut c = relay.authed().await;
     let cases = [(998, 250, None), (999, 550, Some("line 2 is 999 bytes long; the limit is 998 bytes")), (100_000, 550, Some("line 2 is 100000 bytes long"))];
     for (len, code, words) in cases {
-        let body = format!("From: a@customer.example\r\n{}\r\n\r\nbody\r\n", format!("X-Long: {}", "a".repeat(len - 8)));
+        let body = format!("From: a@customer.example\r\nX-Long: {}\r\n\r\nbody\r\n", "a".repeat(len - 8));
         let r = c.send_message("a@customer.example", &["b@example.net"], body.as_bytes()).await.unwrap();
         assert_eq!(r.code, code, "{len}: {r:?}");
         if let Some(words) = words {

@@ -63,7 +63,8 @@ mod tests {
     fn views() {
         let verified = decide("customer.nl", Some(Covering { domain: "customer.nl".into(), selector: "hr1".into(), return_path: "em1234.customer.nl".into(), state: "verified".into() }));
         let unverified = decide("other.nl", None);
-        let cases: Vec<(&str, Decision, bool, Result<Option<DmarcPolicy>, String>, &str, &str)> = vec![
+        type Case<'a> = (&'a str, Decision, bool, Result<Option<DmarcPolicy>, String>, &'a str, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             ("customer.nl", verified, true, Ok(None), "customer", "customer.nl is a verified domain, signing as the customer; DKIM d=customer.nl and the return path em1234.customer.nl align"),
             ("other.nl", unverified.clone(), true, Ok(Some(DmarcPolicy::Reject)), "relay", "other.nl publishes DMARC p=reject, so From becomes noreply@relay.test"),
             ("other.nl", unverified.clone(), false, Ok(Some(DmarcPolicy::Reject)), "relay", "identity.rewrite_from is off"),
