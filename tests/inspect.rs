@@ -229,6 +229,13 @@ async fn an_added_header_and_a_changed_body_are_named() {
     assert_eq!((r.dkim[0].result.as_str(), r.dkim[0].domain.as_str()), ("fail", "relay.test"));
     assert_eq!(r.dkim[0].cause.as_deref(), Some("a `Date` header was added after signing; the signature listed `Date` while the message had none"));
 
+    // A signed header changed in place: herald names the candidates.
+    let subject = String::from_utf8_lossy(&m.data).replace("Subject: Invoice 42", "Subject: Invoice 43").into_bytes();
+    let r = w.inspect(&subject, &m.mail_from).await;
+    assert_eq!(r.dkim[0].result, "fail");
+    let cause = r.dkim[0].cause.as_deref().unwrap();
+    assert!(cause.starts_with("the signed headers do not match the signature: one of `") && cause.contains("`Subject`") && cause.contains("was changed after signing"), "{cause}");
+
     // One body byte changed.
     let mut changed = m.data.clone();
     let at = memchr::memmem::find(&changed, b"Please pay").unwrap();
@@ -252,6 +259,32 @@ async fn a_key_removed_from_dns_is_named() {
     let cause = d.cause.as_deref().unwrap();
     assert!(cause.starts_with("no key is published at hr1._domainkey.customer.test"), "{cause}");
     assert_eq!(d.key_bits, None);
+
+    // The binary without a running relay: the checks still run, herald's
+    // own view is missing and says why.
+    let file = w.relay.dir.path().join("m.eml");
+    std::fs::write(&file, &m.data).unwrap();
+    let dns = w.dns.config().nameservers[0].clone();
+    let args = ["inspect", file.to_str().unwrap(), "--dns", &dns, "--api", "http://127.0.0.1:9", "--token", TOKEN];
+    let (ok, out, err) = support::run_herald(args.iter().map(|s| s.to_string()).collect()).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("DKIM #1  PERMERROR") && out.contains("cause: no key is published at hr1._domainkey.customer.test"), "{out}");
+    assert!(out.contains("SPF    not checked: give --ip"), "{out}");
+    assert!(err.contains("herald's own view is not available") && err.contains("cannot reach the admin API"), "{err}");
+
+    // Not a message at all: refused with the reason.
+    let (status, body) = tokio::task::spawn_blocking({
+        let url = format!("{}/api/inspect", w.base());
+        move || match ureq::post(&url).set("Authorization", &format!("Bearer {TOKEN}")).send_bytes(b"hello") {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a message"), "{body}");
 
     // The key revoked: published with an empty p=.
     w.publish_with(false, "hr1._domainkey.customer.test. TXT \"v=DKIM1; k=rsa; p=\"\n").await;
