@@ -195,6 +195,11 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
             }
             Err(e) => pause = Some(trouble.failed("cannot scan the queue", &e)),
         }
+        if pause.is_some() {
+            // A flush tells whether the database itself has failed (sled
+            // then needs a reopen, which `herald serve` does).
+            let _ = core.store.durable().await;
+        }
         if now - last_purge > 60_000 {
             last_purge = now;
             match core.store.purge_retired(now - core.retire_after_ms) {

@@ -15,10 +15,12 @@ use crate::message::{MAX_LINE, check_from, find_forbidden, long_line, normalize_
 use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 
 /// `DATA`: check the transaction, then invite the message.
-pub fn data(state: &mut State) -> Step {
+pub fn data(state: &mut State, ctx: &SharedContext) -> Step {
     match &state.tx {
         None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
         Some(tx) if tx.rcpts.is_empty() => Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients")),
+        // Refused before the body is read, so a full disk costs no bytes.
+        Some(_) if ctx.store.disk().under_pressure() => Step::Reply(common::disk_full()),
         Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
     }
 }
