@@ -197,8 +197,21 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Failed AUTH attempts before the connection is closed.
     pub max_auth_failures: u32,
+    /// What a bare LF in a message means (DESIGN "Submission").
+    pub bare_newline: BareNewline,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
+}
+
+/// `limits.bare_newline`: a LF not preceded by CR inside a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareNewline {
+    /// Read as CRLF (Postfix ≥ 3.9's default); only `<CRLF>.<CRLF>` ends DATA.
+    #[default]
+    Normalize,
+    /// Refuse the message with 550 5.5.2.
+    Reject,
 }
 
 impl Default for LimitsConfig {
@@ -211,6 +224,7 @@ impl Default for LimitsConfig {
             data_timeout_secs: 600,
             max_connections: 500,
             max_auth_failures: 3,
+            bare_newline: BareNewline::Normalize,
             unknown: Unknown::new(),
         }
     }

@@ -277,7 +277,7 @@ fn limits(config: &Config, c: &mut Collector) {
     c.unknown(
         "limits",
         &l.unknown,
-        &["max_message_size", "max_recipients", "max_line_length", "command_timeout_secs", "data_timeout_secs", "max_connections", "max_auth_failures"],
+        &["max_message_size", "max_recipients", "max_line_length", "command_timeout_secs", "data_timeout_secs", "max_connections", "max_auth_failures", "bare_newline"],
     );
     c.range("limits.max_message_size", l.max_message_size, 1024, 1 << 30, "bytes");
     c.range("limits.max_recipients", l.max_recipients, 1, 100_000, "RFC 5321 requires at least 100 to be accepted; fewer is allowed but unusual");
