@@ -77,7 +77,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
     tokio::spawn(crate::memory::run(Duration::from_secs(5), shutdown_rx.clone()));
     let admin = admin_listener.map(|l| {
-        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone() };
+        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone(), sessions: Default::default() };
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
     });
     let bounces = bounce_listener.map(|l| {

@@ -246,6 +246,8 @@ impl QueueCore {
             finished_ms: None,
             is_dsn: true,
             smtputf8: view.smtputf8,
+            message_id: crate::message::header_value(&bytes, "Message-ID"),
+            reference: None,
         };
         tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, recipients = unreported.len(), "sending delivery status notification");
         Some((dsn_record, bytes))

@@ -57,6 +57,13 @@ pub struct MessageRecord {
     /// too, and a DSN uses RFC 6533's global types.
     #[serde(default)]
     pub smtputf8: bool,
+    /// The Message-ID it is sent with (submitted, or added by the relay),
+    /// and the billing app's reference header, read at acceptance so the
+    /// message can be found by them once its body is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// What the relay adds to and changes in a message, computed once.

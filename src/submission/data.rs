@@ -91,6 +91,8 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         finished_ms: None,
         is_dsn: false,
         smtputf8: tx.smtputf8,
+        message_id: Some(crate::message::message_id(&body, id.as_str(), &ctx.hostname)),
+        reference: crate::message::reference(&body),
     };
     match ctx.store.spool(&record, body).await {
         Ok(()) => {
