@@ -31,7 +31,10 @@ async function zonePage(view) {
 
 /** Shows the view the address names. */
 async function route() {
-  const view = $('view');
+  // Each visit draws into a fresh box: a slow answer for a view left
+  // meanwhile lands in a detached box and never over the current one.
+  const view = el('div', { class: 'view' });
+  show($('view'), view);
   const hash = location.hash.replace(/^#\/?/, '');
   const [section, ...rest] = hash.split('/');
   const arg = decodeURIComponent(rest.join('/'));

@@ -142,8 +142,8 @@ export async function domainPage(view, name) {
       el('p', {}, 'Three CNAME records in the zone of ', el('strong', {}, d.domain), '. Many DNS providers add the domain by themselves: there, enter only ',
         d.customer_records.map((r, i) => [i ? ', ' : '', el('code', {}, r.label)]), ' as the host.'),
       recordsTable(d)),
-    customerBlock(d),
     el('section', { class: 'card' }, el('h2', {}, 'Are the records right?'), el('div', { class: 'actions' }, check), results),
+    customerBlock(d),
     el('section', { class: 'card' }, el('h2', {}, 'History'), history),
     operatorTable(d),
     removeBlock(view, d));

@@ -6,7 +6,7 @@ import { api, seg } from './api.js';
 import { badge, el, notice, show, table, time } from './dom.js';
 
 /** `#/messages` (the queue) or `#/messages/<query>` (a search). */
-export async function messagesPage(view, query) {
+export async function messagesPage(view, query, flash) {
   const input = el('input', { id: 'message-query', type: 'search', value: query || '', placeholder: 'relay id, Message-ID, recipient or reference', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Find messages' });
   const form = el('form', { id: 'find-message', class: 'inline' }, input, el('button', { type: 'submit', id: 'find-button' }, 'Find'));
   form.addEventListener('submit', (event) => {
@@ -16,7 +16,7 @@ export async function messagesPage(view, query) {
     if (location.hash === target) messagesPage(view, q); else location.hash = target;
   });
   const results = el('div', { id: 'message-results' }, notice('muted', 'Loading…'));
-  show(view, el('h1', {}, 'Messages'), el('section', { class: 'card' }, form), results);
+  show(view, el('h1', {}, 'Messages'), el('section', { class: 'card' }, form), flash ? el('p', { class: 'ok flash', id: 'flash', role: 'status' }, flash) : null, results);
   try {
     if (query) {
       const found = await api('GET', `/api/messages?q=${seg(query)}`);
@@ -55,12 +55,12 @@ function attemptsTable(r) {
 
 function messageCard(view, m, query) {
   const status = el('div', { class: 'form-status' });
-  const reload = () => messagesPage(view, query);
+  // Done: the list again, as it is now, with what happened on top.
   const act = async (method, path, done) => {
+    const hash = location.hash;
     try {
       await api(method, path);
-      show(status, notice('ok', done));
-      setTimeout(reload, 800);
+      if (location.hash === hash) await messagesPage(view, query, `${m.id}: ${done}`);
     } catch (e) {
       show(status, notice('error', e.message));
     }
