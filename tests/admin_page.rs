@@ -171,8 +171,7 @@ fn operator_onboards_a_domain_and_finds_a_message() {
     assert!(lines.contains("✗ hr1._domainkey.customer.test — Points elsewhere: the CNAME at `hr1._domainkey.customer.test` points to `hr1.domainkey.t9.wl.relay.test`, expected `hr1.domainkey.t1.wl.relay.test`"), "{lines}");
     b.wait_text("#history", "verified → failing");
     b.full_screenshot("04-domain-wrong-record", DESKTOP.0);
-    b.set_window(PHONE.0, PHONE.1);
-    b.screenshot("05-domain-phone");
+    b.full_screenshot("05-domain-phone", PHONE.0);
     b.set_window(DESKTOP.0, DESKTOP.1);
 
     // The list: the state badge, who it signs as, the next check.

@@ -245,10 +245,11 @@ impl Browser {
     /// Saves a PNG of the whole page (as tall as its content), by making
     /// the window that tall first.
     pub fn full_screenshot(&self, name: &str, width: u32) -> PathBuf {
+        // The height depends on the width: set the width, then measure.
+        self.set_window(width, 900);
         let height = self.exec("return Math.ceil(document.documentElement.scrollHeight);", json!([])).as_u64().unwrap_or(900);
-        self.set_window(width, (height as u32).clamp(400, 4000) + 140);
-        let path = self.screenshot(name);
-        path
+        self.set_window(width, (height as u32).clamp(400, 6000) + 140);
+        self.screenshot(name)
     }
 }
 
