@@ -102,6 +102,8 @@ fn operator_onboards_a_domain_and_finds_a_message() {
     // Sign in: a wrong token is refused in words, the right one opens the page.
     b.goto(&format!("{}/", base(&w)));
     b.find("#sign-in-view");
+    let loaded = b.exec("return performance.getEntriesByType('navigation')[0].loadEventEnd;", json!([]));
+    assert!(loaded.as_f64().is_some_and(|ms| ms > 0.0 && ms < 1000.0), "the page took {loaded} ms to load");
     b.screenshot("01-sign-in");
     b.type_into("#token", "not-the-token");
     b.click("#sign-in");
@@ -294,6 +296,8 @@ fn hostile_text_from_outside_is_shown_as_text() {
         assert!(card.contains(want), "the card does not show {want:?} as text:\n{card}");
     }
     assert_eq!(b.find_all("#view img, #view script").len(), 0, "markup from outside became elements");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pwned(&b), json!(null), "a script from a reply or a header ran");
     b.full_screenshot("09-hostile-message", DESKTOP.0);
     b.set_window(DESKTOP.0, DESKTOP.1);
 
