@@ -70,14 +70,15 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     // can be published before any mail goes out.
     let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
     relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
-    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains).map_err(|e| format!("`server.data_dir`: {e}"))?;
+    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains).map_err(|e| format!("`server.data_dir`: {e}"))?.with_events(store.clone());
     let rechecks = tokio::spawn(crate::domains::recheck::run(domains.clone(), shutdown_rx.clone()));
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
+    let webhooks = crate::webhooks::Webhooks::start(config, &store, clock.clone(), shutdown_rx.clone())?;
     tokio::spawn(crate::memory::run(Duration::from_secs(5), shutdown_rx.clone()));
     let admin = admin_listener.map(|l| {
-        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone(), sessions: Default::default() };
+        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone(), webhooks: webhooks.clone(), sessions: Default::default() };
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
     });
     let bounces = bounce_listener.map(|l| {

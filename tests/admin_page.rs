@@ -218,6 +218,28 @@ fn operator_onboards_a_domain_and_finds_a_message() {
     b.wait_text(".message h2", "finished");
     b.wait_text(".message", "dropped by the operator");
 
+    // Events: the latest first, filtered by type and domain, and live.
+    b.click("#nav-events");
+    let events = b.wait_text("table.events", "message.dropped");
+    assert!(events.contains("message.delivered") && events.contains(id.as_str()) && events.contains("domain.failing"), "{events}");
+    b.click("#event-type option[value='domain.*']");
+    b.wait_text("#events-state", "Live");
+    let domains = b.wait_text("table.events", "domain.verified");
+    assert!(!domains.contains("message."), "only domain events: {domains}");
+    b.type_into("#event-domain", "other.test");
+    b.click("#event-filter button");
+    b.wait_text("#no-events", "No events of this kind");
+    b.type_into("#event-domain", "customer.test");
+    b.click("#event-filter button");
+    b.wait_text("table.events", "domain.failing");
+    b.click("#event-type option[value='']");
+    b.type_into("#event-domain", "");
+    b.click("#event-filter button");
+    b.wait_text("table.events", "message.dropped");
+    let live = submit(&rt, &w, "later@dest.test", "X-Herald-Ref: live-1\r\n");
+    b.wait_text("table.events tbody tr:first-child", live.as_str());
+    b.screenshot("09-events");
+
     // The operator zone, with its copy button.
     b.click("#nav-zone");
     let zone = b.wait_text("#zone-text", "hr1.domainkey.t1.wl.relay.test. 3600 IN TXT");
@@ -298,7 +320,7 @@ fn hostile_text_from_outside_is_shown_as_text() {
     assert_eq!(b.find_all("#view img, #view script").len(), 0, "markup from outside became elements");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(pwned(&b), json!(null), "a script from a reply or a header ran");
-    b.full_screenshot("09-hostile-message", DESKTOP.0);
+    b.full_screenshot("10-hostile-message", DESKTOP.0);
     b.set_window(DESKTOP.0, DESKTOP.1);
 
     // A TXT record with markup where a CNAME belongs, on the domain page.
@@ -310,7 +332,7 @@ fn hostile_text_from_outside_is_shown_as_text() {
     let lines = b.wait_text("#check-lines", "TXT where a CNAME belongs");
     assert!(lines.contains(txt), "{lines}");
     assert_eq!(b.find_all("#view img, #view script").len(), 0, "markup from DNS became elements");
-    b.full_screenshot("10-hostile-dns", DESKTOP.0);
+    b.full_screenshot("11-hostile-dns", DESKTOP.0);
     // Give any planted handler a moment to fire, then look.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(pwned(&b), json!(null), "a script from outside ran");

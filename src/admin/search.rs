@@ -8,7 +8,6 @@
 use super::queue::scan;
 use super::types::{MessageSearchV1, MessageV1};
 use super::{AdminState, ApiError};
-use crate::message::normalize_message_id;
 use crate::store::MessageRecord;
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -59,10 +58,16 @@ impl Needle {
     /// must not list `ana@b.nl`'s invoices.
     fn matches(&self, r: &MessageRecord) -> bool {
         r.id.as_str().eq_ignore_ascii_case(&self.lower)
-            || r.message_id.as_deref().is_some_and(|m| !self.message_id.is_empty() && normalize_message_id(m) == self.message_id)
+            || r.message_id_header.as_deref().is_some_and(|m| !self.message_id.is_empty() && normalize_message_id(m) == self.message_id)
             || r.reference.as_deref().is_some_and(|x| x.to_lowercase() == self.lower)
             || r.recipients.iter().any(|x| x.address.to_lowercase() == self.lower)
     }
+}
+
+/// A Message-ID as typed by a person, for comparison: without angle
+/// brackets and surrounding blanks, lowercase.
+fn normalize_message_id(text: &str) -> String {
+    text.trim().trim_start_matches('<').trim_end_matches('>').trim().to_ascii_lowercase()
 }
 
 /// `q=TEXT`, percent-decoded and trimmed; anything else is refused, so a
@@ -129,11 +134,18 @@ mod tests {
     }
 
     #[test]
+    fn typed_message_ids_compare_loosely() {
+        for typed in ["<Inv42@Acme>", " inv42@acme ", "<inv42@acme"] {
+            assert_eq!(normalize_message_id(typed), "inv42@acme", "{typed}");
+        }
+    }
+
+    #[test]
     fn whole_values_match() {
         let text = r#"{"v":1,"id":"01jd5x3q8k2m7n4p","received_ms":0,"mail_from":"app@sender.test","from_address":"a@customer.test",
             "from_domain":"customer.test","auth_user":null,"client_addr":"127.0.0.1","client_helo":"x","tls":false,"size":1,
             "received_header":"","recipients":[{"address":"Payer@Dest.test","status":"queued"}],"due_ms":0,
-            "message_id":"<Inv42@acme>","reference":"INV-42"}"#;
+            "message_id_header":"<Inv42@acme>","reference":"INV-42"}"#;
         let r = MessageRecord::decode(text.as_bytes()).unwrap();
         for (q, want) in [
             ("01JD5X3Q8K2M7N4P", true),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod api;
 mod domain;
+mod events;
 mod inspect;
 mod queue;
 
@@ -41,6 +42,10 @@ enum Command {
     Domain(domain::DomainArgs),
     /// The operator's DNS: `herald dns zone` prints the records to publish.
     Dns(domain::DnsArgs),
+    /// The event log: what happened to every message and domain (`--follow` to keep watching).
+    Events(events::EventsArgs),
+    /// Webhook endpoints: pending events, last success and error; `test NAME` sends a test event.
+    Webhooks(events::WebhooksArgs),
     /// Explain a message's DKIM, SPF and DMARC as a receiver computes them.
     Inspect(inspect::InspectArgs),
     /// Load generators.
@@ -101,6 +106,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Domain(args) => domain::run(args),
         Command::Dns(args) => domain::run_dns(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Webhooks(args) => events::run_webhooks(args),
         Command::Bench { action } => {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))

@@ -7,10 +7,12 @@
 
 mod bounces;
 mod domains;
+mod events;
 mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -50,6 +52,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub domains: DomainsConfig,
     pub bounces: BouncesConfig,
+    pub events: EventsConfig,
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).
@@ -323,6 +328,11 @@ impl Config {
         }
         if !copy.admin.token.is_empty() {
             copy.admin.token = "<redacted>".into();
+        }
+        for hook in &mut copy.webhooks {
+            if !hook.secret.is_empty() {
+                hook.secret = "<redacted>".into();
+            }
         }
         toml::to_string(&copy).unwrap_or_else(|e| format!("<unprintable: {e}>"))
     }

@@ -66,7 +66,7 @@ impl Collector {
 /// Validates everything; `Ok` only when nothing is wrong.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -91,6 +91,11 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     c.unknown("bounces", &config.bounces.unknown, super::bounces::KEYS);
     let listeners: Vec<SocketAddr> = config.listeners.iter().filter_map(|l| l.address.parse().ok()).collect();
     c.0.extend(super::bounces::problems(&config.bounces, &listeners));
+    c.unknown("events", &config.events.unknown, super::events::EVENT_KEYS);
+    for (i, w) in config.webhooks.iter().enumerate() {
+        c.unknown(&format!("webhook[{i}]"), &w.unknown, super::events::WEBHOOK_KEYS);
+    }
+    c.0.extend(super::events::problems(&config.events, &config.webhooks, &config.base_dir));
     if c.0.is_empty() { Ok(()) } else { Err(ConfigErrors(c.0)) }
 }
 

@@ -1,14 +1,14 @@
 //! Checks on the submitted message itself, made at the end of DATA, and
 //! the trace header the relay adds. Pure functions over bytes.
 
+mod fields;
 mod fill;
 mod from;
-mod ids;
 mod lines;
 mod trace;
 
+pub use fields::{field_value, take_field};
 pub use fill::missing_fields;
-pub use ids::{REFERENCE_HEADER, header_value, message_id, normalize_message_id, reference};
 pub use lines::{MAX_LINE, long_line, normalize_bare_lf};
 pub use from::{FromError, FromHeader, check_from};
 pub use trace::received_header;

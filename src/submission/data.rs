@@ -65,6 +65,9 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     };
     let now = ctx.clock.now_ms();
     let id = MessageId::generate(now);
+    // The app's reference stays with the relay: recorded, never sent.
+    let (body, reference) = crate::message::take_field(body, &ctx.reference_header);
+    let message_id_header = Some(crate::message::field_value(&body, "Message-ID").unwrap_or_else(|| format!("<{id}@{}>", ctx.hostname)));
     let decision = ctx.decide(&from.domain);
     let helo = state.helo.clone().unwrap_or_default();
     let client_ip = state.peer.ip().to_canonical().to_string();
@@ -91,10 +94,12 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         finished_ms: None,
         is_dsn: false,
         smtputf8: tx.smtputf8,
-        message_id: Some(crate::message::message_id(&body, id.as_str(), &ctx.hostname)),
-        reference: crate::message::reference(&body),
+        message_id_header,
+        reference,
     };
-    match ctx.store.spool(&record, body).await {
+    let mut accepted = record.event(crate::events::EventKind::Accepted, now);
+    accepted.recipients = record.recipients.iter().map(|r| r.address.clone()).collect();
+    match ctx.store.spool(&record, body, vec![accepted]).await {
         Ok(()) => {
             tracing::info!(
                 msg_id = %id,

@@ -41,6 +41,8 @@ pub struct Context {
     pub domains: Option<crate::domains::Registry>,
     /// Flips to `true` when the relay is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// `events.reference_header`: recorded, then taken out of the message.
+    pub reference_header: String,
 }
 
 impl Context {
@@ -62,6 +64,7 @@ impl Context {
             tls,
             domains,
             shutdown,
+            reference_header: config.events.reference_header.clone(),
         }
     }
 }

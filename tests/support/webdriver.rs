@@ -47,20 +47,33 @@ impl Browser {
         let binary = CHROMIUM.iter().find(|p| std::path::Path::new(p).exists()).unwrap_or_else(|| {
             panic!("no Chromium at {CHROMIUM:?}: `.ci/run` installs it (apt-get install -y chromium chromium-driver)")
         });
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
-        let profile = tempfile::tempdir().unwrap();
-        let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
-        let url = format!("http://127.0.0.1:{port}");
-        let mut browser = Browser { driver, url, session: String::new(), agent, _profile: profile };
-        browser.wait_ready();
+        // A port picked free may be taken by someone else before
+        // chromedriver binds it; then chromedriver exits, and we try again.
+        let mut tries = 0;
+        let mut browser = loop {
+            tries += 1;
+            let port = free_port();
+            let driver = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"));
+            let profile = tempfile::tempdir().unwrap();
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build();
+            let url = format!("http://127.0.0.1:{port}");
+            let mut browser = Browser { driver, url, session: String::new(), agent, _profile: profile };
+            match browser.wait_ready() {
+                Ok(()) => break browser,
+                Err(e) if tries < 3 => {
+                    eprintln!("chromedriver on {}: {e}; trying another port", browser.url);
+                    let _ = browser.driver.kill();
+                }
+                Err(e) => panic!("chromedriver never became ready ({e}); is `.ci/run`'s chromium-driver installed?"),
+            }
+        };
         let args = [
             "--headless",
             "--no-sandbox",
@@ -85,15 +98,21 @@ impl Browser {
         browser
     }
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + WAIT;
+    /// Waits until chromedriver answers `/status` with ready.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(v) = self.raw("GET", "/status", None) {
                 if v["ready"].as_bool() == Some(true) {
-                    return;
+                    return Ok(());
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready on {}", self.url);
+            if let Ok(Some(status)) = self.driver.try_wait() {
+                return Err(format!("it exited ({status})"));
+            }
+            if Instant::now() > deadline {
+                return Err("no answer in 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -31,6 +31,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("domains.js", "text/javascript; charset=utf-8", include_str!("assets/domains.js")),
     ("customer.js", "text/javascript; charset=utf-8", include_str!("assets/customer.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("assets/messages.js")),
+    ("events.js", "text/javascript; charset=utf-8", include_str!("assets/events.js")),
     ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
 ];
 

@@ -125,7 +125,8 @@ pub struct MessageV1 {
     pub reason: Option<String>,
     pub recipients: Vec<RecipientV1>,
     /// The Message-ID it is sent with, and the billing app's reference
-    /// (`X-Herald-Ref`); absent for messages accepted before herald kept them.
+    /// (`events.reference_header`); absent for messages accepted before
+    /// herald kept them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,7 +238,7 @@ impl MessageV1 {
             envelope_from: prepared.map(|p| p.envelope_from.clone()),
             reason: prepared.map(|p| p.reason.clone()),
             recipients: r.recipients.iter().map(RecipientV1::from).collect(),
-            message_id: r.message_id.clone(),
+            message_id: r.message_id_header.clone(),
             reference: r.reference.clone(),
         }
     }

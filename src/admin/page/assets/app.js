@@ -1,9 +1,10 @@
 // The admin page: sign-in, the navigation between views (`#/domains`,
-// `#/domains/<name>`, `#/messages/<query>`, `#/zone`), and the operator zone.
+// `#/domains/<name>`, `#/messages/<query>`, `#/events`, `#/zone`), and the operator zone.
 
 import { getText, loadSession, signIn, signOut, whenSignedOut } from './api.js';
 import { copyButton, el, notice, show } from './dom.js';
 import { domainList, domainPage } from './domains.js';
+import { eventsPage } from './events.js';
 import { messagesPage } from './messages.js';
 
 const $ = (id) => document.getElementById(id);
@@ -44,6 +45,7 @@ async function route() {
   try {
     if (section === 'messages') await messagesPage(view, arg);
     else if (section === 'zone') await zonePage(view);
+    else if (section === 'events') await eventsPage(view);
     else if (section === 'domains' && arg) await domainPage(view, arg);
     else await domainList(view);
   } catch (e) {
