@@ -65,11 +65,11 @@ export function copyButton(text, label = 'Copy', title) {
   return button;
 }
 
-/** `2026-11-30 14:05 UTC` from ms since the epoch. */
-export function time(ms) {
+/** `2026-11-30 14:05 UTC` from ms since the epoch (`14:05:09` with `seconds`). */
+export function time(ms, seconds = false) {
   if (ms === null || ms === undefined) return 'never';
   const d = new Date(ms);
-  return d.toISOString().slice(0, 16).replace('T', ' ') + ' UTC';
+  return d.toISOString().slice(0, seconds ? 19 : 16).replace('T', ' ') + ' UTC';
 }
 
 /** `in 3 h`, `5 min ago`, relative to now. */

@@ -44,7 +44,7 @@ function details(e) {
   if (e.reply) lines.push(el('span', { class: 'reply' }, e.reply));
   for (const r of e.reasons || []) lines.push(r);
   if (e.identity && !e.domain) lines.push(`identity ${e.identity}`);
-  if (e.next_attempt_ms) lines.push(`next attempt ${time(e.next_attempt_ms)}`);
+  if (e.next_attempt_ms) lines.push(`next attempt ${time(e.next_attempt_ms, true)}`);
   return el('div', {}, lines.map((l) => el('div', {}, l)));
 }
 
@@ -70,7 +70,7 @@ export async function eventsPage(view) {
   };
   const render = () => {
     show(body, events.length
-      ? table('events', ['Time', 'Type', 'About', 'Details'], events.map((e) => [time(e.time_ms), typeBadge(e.type), subject(e), details(e)]))
+      ? table('events', ['Time', 'Type', 'About', 'Details'], events.map((e) => [time(e.time_ms, true), typeBadge(e.type), subject(e), details(e)]))
       : el('p', { class: 'muted', id: 'no-events' }, 'No events of this kind in the last 7 days.'));
   };
   // Reads everything after the cursor (a page at a time); newest first on screen.

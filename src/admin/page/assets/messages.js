@@ -49,7 +49,7 @@ function identity(m) {
 
 function attemptsTable(r) {
   if (!r.attempts.length) return el('p', { class: 'muted' }, 'No attempt yet.');
-  const rows = r.attempts.map((a) => [time(a.at_ms), a.host || '—', badge(a.outcome), el('span', { class: 'reply' }, a.reply)]);
+  const rows = r.attempts.map((a) => [time(a.at_ms, true), a.host || '—', badge(a.outcome), el('span', { class: 'reply' }, a.reply)]);
   return table('attempts', ['Time', 'Remote host', 'Outcome', 'Reply'], rows);
 }
 
