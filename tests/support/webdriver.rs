@@ -86,6 +86,14 @@ impl Browser {
             "--disable-sync",
             "--disable-extensions",
             "--hide-scrollbars",
+            "--no-pings",
+            "--disable-domain-reliability",
+            "--disable-client-side-phishing-detection",
+            // Nothing leaves the machine: every name but loopback's is
+            // unknown, and any request that is not to loopback goes to a
+            // closed loopback port (Chromium never proxies loopback).
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--proxy-server=http://127.0.0.1:9",
             &format!("--window-size={width},{height}"),
             &format!("--user-data-dir={}", browser._profile.path().display()),
         ];
