@@ -87,7 +87,10 @@ async fn wrong_password_is_refused_then_the_connection_dropped() {
     let mut c = relay.tls_client().await;
     let r = c.auth_plain(USER, "wrong").await.unwrap();
     assert_eq!((r.code, r.status()), (535, Some("5.7.8")), "{r:?}");
+    // The last allowed failure gets its own verdict, then the goodbye.
     let r = c.auth_plain("nobody", PASSWORD).await.unwrap();
+    assert_eq!((r.code, r.status()), (535, Some("5.7.8")), "{r:?}");
+    let r = c.read_reply().await.unwrap();
     assert_eq!((r.code, r.status()), (421, Some("4.7.0")), "{r:?}");
     assert!(c.is_closed().await, "connection must be closed after the configured number of failures");
 }

@@ -64,6 +64,8 @@ pub struct AdminState {
     pub domains: Domains,
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
+    /// What the SMTP listeners refused, by reason.
+    pub refusals: Arc<crate::smtpd::Counters>,
 }
 
 /// Binds `admin.address` when the API is enabled (`admin.token` set);

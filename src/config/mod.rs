@@ -192,11 +192,30 @@ pub struct LimitsConfig {
     /// Longest command line, in bytes, CRLF included (RFC 5321 §4.5.3.1.4
     /// sets 512 as the floor; smtp-proto caps it at 4096).
     pub max_line_length: usize,
+    /// A whole command line must arrive within this many seconds.
     pub command_timeout_secs: u64,
+    /// The longest pause in DATA, and the allowance a message gets before
+    /// `data_min_bytes_per_sec` applies.
     pub data_timeout_secs: u64,
+    /// A message must arrive within `data_timeout_secs` plus its size
+    /// divided by this rate.
+    pub data_min_bytes_per_sec: u64,
+    /// A session ends (421 4.4.2) after this many seconds, whatever it does.
+    pub max_session_secs: u64,
     pub max_connections: usize,
+    /// Concurrent sessions from one client address (421 4.7.0 beyond).
+    pub max_connections_per_ip: usize,
     /// Failed AUTH attempts before the connection is closed.
     pub max_auth_failures: u32,
+    /// Failed AUTH attempts from one address (IPv6: one /64), across
+    /// connections, within `auth_window_secs`, before it is locked out.
+    pub auth_failures_per_ip: u32,
+    pub auth_window_secs: u64,
+    /// How long a locked-out address gets 454 4.7.0 to AUTH.
+    pub auth_lockout_secs: u64,
+    /// The wait before checking a password after one recent failure from
+    /// the address; it doubles with each further failure (at most 8 s).
+    pub auth_delay_ms: u64,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
 }
@@ -209,8 +228,15 @@ impl Default for LimitsConfig {
             max_line_length: 2048,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            data_min_bytes_per_sec: 1024,
+            max_session_secs: 3600,
             max_connections: 500,
+            max_connections_per_ip: 50,
             max_auth_failures: 3,
+            auth_failures_per_ip: 10,
+            auth_window_secs: 600,
+            auth_lockout_secs: 900,
+            auth_delay_ms: 500,
             unknown: Unknown::new(),
         }
     }

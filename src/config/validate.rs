@@ -276,7 +276,22 @@ fn limits(config: &Config, c: &mut Collector) {
     c.unknown(
         "limits",
         &l.unknown,
-        &["max_message_size", "max_recipients", "max_line_length", "command_timeout_secs", "data_timeout_secs", "max_connections", "max_auth_failures"],
+        &[
+            "max_message_size",
+            "max_recipients",
+            "max_line_length",
+            "command_timeout_secs",
+            "data_timeout_secs",
+            "data_min_bytes_per_sec",
+            "max_session_secs",
+            "max_connections",
+            "max_connections_per_ip",
+            "max_auth_failures",
+            "auth_failures_per_ip",
+            "auth_window_secs",
+            "auth_lockout_secs",
+            "auth_delay_ms",
+        ],
     );
     c.range("limits.max_message_size", l.max_message_size, 1024, 1 << 30, "bytes");
     c.range("limits.max_recipients", l.max_recipients, 1, 100_000, "RFC 5321 requires at least 100 to be accepted; fewer is allowed but unusual");
@@ -284,7 +299,14 @@ fn limits(config: &Config, c: &mut Collector) {
     c.range("limits.command_timeout_secs", l.command_timeout_secs, 1, 3600, "seconds; RFC 5321 suggests 300");
     c.range("limits.data_timeout_secs", l.data_timeout_secs, 1, 3600, "seconds; RFC 5321 suggests 600");
     c.range("limits.max_connections", l.max_connections, 1, 100_000, "concurrent sessions");
+    c.range("limits.data_min_bytes_per_sec", l.data_min_bytes_per_sec, 1, 1 << 30, "bytes per second a message must at least arrive at");
+    c.range("limits.max_session_secs", l.max_session_secs, 1, 7 * 86_400, "seconds a session may last");
+    c.range("limits.max_connections_per_ip", l.max_connections_per_ip, 1, 100_000, "concurrent sessions from one address");
     c.range("limits.max_auth_failures", l.max_auth_failures, 1, 100, "failed AUTH attempts per connection");
+    c.range("limits.auth_failures_per_ip", l.auth_failures_per_ip, 1, 10_000, "failed AUTH attempts per address within `auth_window_secs`");
+    c.range("limits.auth_window_secs", l.auth_window_secs, 1, 86_400, "seconds");
+    c.range("limits.auth_lockout_secs", l.auth_lockout_secs, 1, 86_400, "seconds");
+    c.range("limits.auth_delay_ms", l.auth_delay_ms, 0, 8_000, "milliseconds");
 }
 
 /// A loose host-name check: labels of letters, digits and hyphens.

@@ -6,7 +6,8 @@
 //! smuggler hides behind `\n.\n` ever reaches the queue.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, reply::common};
+use super::{Reply, SharedContext};
+use crate::smtpd::reply::common;
 use crate::id::MessageId;
 use crate::message::{check_from, find_forbidden, received_header};
 use crate::store::{MessageRecord, RcptStatus, Recipient, records::RECORD_VERSION};
@@ -15,7 +16,11 @@ use crate::store::{MessageRecord, RcptStatus, Recipient, records::RECORD_VERSION
 pub fn data(state: &mut State) -> Step {
     match &state.tx {
         None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
-        Some(tx) if tx.rcpts.is_empty() => Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients")),
+        Some(tx) if tx.rcpts.is_empty() => {
+            // RFC 2920 §3.1: every RCPT failed; the transaction ends here.
+            state.tx = None;
+            Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients"))
+        }
         Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
     }
 }

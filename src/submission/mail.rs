@@ -3,7 +3,8 @@
 //! from `relay.allow_networks`. Nobody else relays.
 
 use super::session::{State, Step, Transaction};
-use super::{Reply, SharedContext, reply::common};
+use super::{Reply, SharedContext};
+use crate::smtpd::reply::common;
 use smtp_proto::MailFrom;
 use std::borrow::Cow;
 

@@ -1,7 +1,8 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): add a recipient to the transaction.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, mail::valid_address, reply::common};
+use super::{Reply, SharedContext, mail::valid_address};
+use crate::smtpd::reply::common;
 use smtp_proto::RcptTo;
 use std::borrow::Cow;
 
