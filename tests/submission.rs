@@ -269,3 +269,27 @@ async fn graceful_shutdown_finishes_data() {
     assert!(store.message(&id).unwrap().is_some());
     relay.stop().await;
 }
+
+/// Valid RFC 5321/5322 addresses are accepted end to end: a quoted local
+/// part in the envelope and bare in From, an address literal as sender.
+#[tokio::test]
+async fn quoted_local_parts_and_address_literals() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let cases = [
+        ("a@[127.0.0.1]", "From: \"john doe\"@customer.example\r\nSubject: q\r\n\r\nx\r\n", "\"john doe\"@customer.example"),
+        ("\"john doe\"@customer.example", "From: John <\"john doe\"@customer.example>\r\n\r\nx\r\n", "\"john doe\"@customer.example"),
+        ("a@[IPv6:::1]", "From: a@customer.example\r\n\r\nx\r\n", "a@customer.example"),
+    ];
+    for (sender, body, from) in cases {
+        let reply = c.send_message(sender, &["\"payer x\"@example.net"], body.as_bytes()).await.unwrap();
+        let record = relay.running().store.message(&queued_id(&reply)).unwrap().unwrap();
+        assert_eq!((record.mail_from.as_str(), record.from_address.as_str(), record.from_domain.as_str()), (sender, from, "customer.example"));
+        assert_eq!(record.recipients[0].address, "\"payer x\"@example.net");
+    }
+    let r = c.command("MAIL FROM:<a@[127.0.0.256]>").await.unwrap();
+    assert_eq!((r.code, r.status()), (501, Some("5.1.7")), "{r:?}");
+    assert_eq!(c.command("MAIL FROM:<a@customer.example>").await.unwrap().code, 250);
+    let r = c.command("RCPT TO:<b@[192.0.2.1]>").await.unwrap();
+    assert_eq!((r.code, r.status()), (550, Some("5.1.2")), "{r:?}");
+}

@@ -1,9 +1,11 @@
 //! Checks on the submitted message itself, made at the end of DATA, and
 //! the trace header the relay adds. Pure functions over bytes.
 
+mod address;
 mod from;
 mod trace;
 
+pub use address::{Domain, Mailbox, parse_mailbox};
 pub use from::{FromError, FromHeader, check_from};
 pub use trace::received_header;
 

@@ -25,6 +25,10 @@ pub enum Command<'o> {
     Overlong(Reply),
     /// The line held a control byte: answer [`control_refused`], go on.
     Control,
+    /// MAIL or RCPT with a quoted local part or an address literal, which
+    /// smtp-proto unquotes or refuses: parse `line` (the command with a
+    /// stand-in address) and put `path` (the address as sent) back in.
+    Path { line: Vec<u8>, path: String },
 }
 
 /// The command line being received, across reads.
@@ -34,6 +38,8 @@ pub struct Line {
     pub len: usize,
     /// A control byte was seen in it.
     control: bool,
+    /// The line as received (at most `max_line_length` bytes are kept).
+    raw: Vec<u8>,
 }
 
 impl Line {
@@ -64,17 +70,80 @@ where
     let used = start.len() - bytes.len();
     line.len += used;
     line.control |= start[..used].iter().copied().any(is_control);
+    let keep = used.min((max + 2).saturating_sub(line.raw.len()));
+    line.raw.extend_from_slice(&start[..keep]);
     let too_long = line.len > max;
     let command = match parsed {
         Err(ParseError::NeedsMoreData { .. }) if too_long => return Command::Overlong(Reply::new(500, [5, 5, 2], "Line too long")),
         Err(ParseError::NeedsMoreData { .. }) => return Command::Incomplete,
         _ if too_long => Command::Refuse(Reply::new(500, [5, 5, 2], "Line too long")),
         _ if line.control => Command::Control,
+        _ if envelope_path(&line.raw).is_some() => match envelope_path(&line.raw) {
+            Some(Ok((line, path))) => Command::Path { line, path },
+            Some(Err(reply)) => Command::Refuse(reply),
+            None => Command::Refuse(common::syntax("Syntax error")),
+        },
         Ok(request) => Command::Request(request),
         Err(e) => Command::Refuse(common::parse_error(e)),
     };
-    *line = Line::default();
+    line.len = 0;
+    line.control = false;
+    line.raw.clear();
     command
+}
+
+/// For `MAIL FROM:<path>` or `RCPT TO:<path>` whose path holds a quote
+/// or a bracket: the line with a stand-in address and the path, or the
+/// reply refusing the path. `None` for every other line.
+fn envelope_path(raw: &[u8]) -> Option<Result<(Vec<u8>, String), Reply>> {
+    let upper = |n: usize| raw.get(..n).map(|p| p.to_ascii_uppercase());
+    let (prefix, sender) = if upper(10).as_deref() == Some(b"MAIL FROM:") {
+        (10, true)
+    } else if upper(8).as_deref() == Some(b"RCPT TO:") {
+        (8, false)
+    } else {
+        return None;
+    };
+    let open = prefix + raw[prefix..].iter().position(|&b| b != b' ')?;
+    if raw[open] != b'<' {
+        return None;
+    }
+    let close = open + 1 + path_len(&raw[open + 1..])?;
+    let path = &raw[open + 1..close];
+    if !path.iter().any(|b| matches!(b, b'"' | b'[')) {
+        return None;
+    }
+    let refuse = |why: &str| {
+        let (status, what) = if sender { ([5, 1, 7], "sender") } else { ([5, 1, 3], "recipient") };
+        Some(Err(Reply::new(501, status, format!("Bad {what} address syntax: {why}"))))
+    };
+    let Ok(path) = std::str::from_utf8(path) else { return refuse("not UTF-8") };
+    if let Err(why) = crate::message::parse_mailbox(path) {
+        return refuse(why);
+    }
+    let mut line = raw[..=open].to_vec();
+    line.extend_from_slice(b"stand-in@example.invalid");
+    line.extend_from_slice(&raw[close..]);
+    Some(Ok((line, path.to_string())))
+}
+
+/// Where the `>` closing a path is, skipping quoted strings (with their
+/// backslash escapes) and address literals.
+fn path_len(rest: &[u8]) -> Option<usize> {
+    let (mut quoted, mut escaped, mut literal) = (false, false, false);
+    for (i, &b) in rest.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' if !literal => quoted = !quoted,
+            b'[' if !quoted => literal = true,
+            b']' if !quoted => literal = false,
+            b'>' if !quoted && !literal => return Some(i),
+            b'\r' | b'\n' => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -96,6 +165,7 @@ mod tests {
                         Command::Incomplete => break,
                         Command::Request(r) => got.push(format!("ok {r:?}").chars().take(12).collect()),
                         Command::Control => got.push("501 5.5.2".into()),
+                        Command::Path { line, path } => got.push(format!("path {path} {}", String::from_utf8_lossy(&line).trim_end())),
                         Command::Refuse(r) | Command::Overlong(r) => got.push(r.code.to_string() + &r.status.map(|s| format!(" {}.{}.{}", s[0], s[1], s[2])).unwrap_or_default()),
                     }
                 }
@@ -118,6 +188,18 @@ mod tests {
             (b"EHLO a\tb\r\n", "ok Ehlo"),
         ];
         for &(input, want) in cases {
+            let got = outcome(input);
+            assert!(got[0].starts_with(want), "{input:?}: got {got:?}, want {want}");
+        }
+        let paths: &[(&[u8], &str)] = &[
+            (b"MAIL FROM:<a@[127.0.0.1]> SIZE=10\r\n", "path a@[127.0.0.1] MAIL FROM:<stand-in@example.invalid> SIZE=10"),
+            (b"rcpt to: <\"john doe\"@example.net>\r\n", "path \"john doe\"@example.net rcpt to: <stand-in@example.invalid>"),
+            (b"RCPT TO:<\"a>b\"@example.net>\r\n", "path \"a>b\"@example.net RCPT TO:<stand-in@example.invalid>"),
+            (b"MAIL FROM:<a@[300.0.0.1]>\r\n", "501 5.1.7"),
+            (b"RCPT TO:<\"open@example.net>\r\n", "501"),
+            (b"MAIL FROM:<plain@example.net>\r\n", "ok Mail"),
+        ];
+        for &(input, want) in paths {
             let got = outcome(input);
             assert!(got[0].starts_with(want), "{input:?}: got {got:?}, want {want}");
         }

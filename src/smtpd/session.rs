@@ -274,6 +274,18 @@ where
                             Step::Reply(command::control_refused())
                         }
                         Command::Request(request) => verbs.command(request).await,
+                        Command::Path { line, path } => match Request::parse(&mut line.iter()) {
+                            Ok(Request::Mail { mut from }) => {
+                                from.address = Cow::Owned(path);
+                                verbs.command(Request::Mail { from }).await
+                            }
+                            Ok(Request::Rcpt { mut to }) => {
+                                to.address = Cow::Owned(path);
+                                verbs.command(Request::Rcpt { to }).await
+                            }
+                            Ok(other) => verbs.command(other).await,
+                            Err(e) => Step::Reply(super::reply::common::parse_error(e)),
+                        },
                     };
                     match step {
                         Step::Reply(r) => wire.reply(&r),
