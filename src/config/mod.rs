@@ -7,6 +7,7 @@
 
 mod bounces;
 mod domains;
+mod lenient;
 mod outbound;
 mod validate;
 
@@ -55,6 +56,10 @@ pub struct Config {
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Values of the wrong type or range, set aside while reading; reported
+    /// by [`validate`] with everything else.
+    #[serde(skip)]
+    pub read_errors: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,9 +291,12 @@ pub enum LoadError {
 impl Config {
     /// Parses TOML text; `origin` names it in errors, `base_dir` anchors
     /// relative paths.
+    /// Only TOML syntax errors fail here; values of the wrong type are
+    /// set aside for [`validate`] to report with every other mistake.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self, LoadError> {
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| LoadError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| LoadError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        let (mut config, read_errors) = lenient::read(table);
+        config.read_errors = read_errors;
         if config.listeners.is_empty() && !text.contains("[[listener]]") {
             config.listeners = default_listeners();
         }
