@@ -56,14 +56,28 @@ enum ConfigAction {
     },
 }
 
+/// Why a command failed, and the exit code that says so (1 unless the
+/// command documents others, as `domain verify` does).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { code: 1, message }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("herald: {e}");
-            ExitCode::FAILURE
+            eprintln!("herald: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }
@@ -72,36 +86,34 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    match cli.command {
+fn run(cli: Cli) -> Result<(), Failure> {
+    Ok(match cli.command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
             init_logging(&config.log.level);
-            runtime()?.block_on(crate::server::serve(config, Arc::new(SystemClock)))
+            runtime()?.block_on(crate::server::serve(config, Arc::new(SystemClock)))?
         }
         Command::Config { action: ConfigAction::Check { config } } => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
             println!("configuration ok\n\n{}", config.redacted());
-            Ok(())
         }
         Command::Passwd => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
             let password = line.trim_end_matches(['\r', '\n']);
             if password.is_empty() {
-                return Err("empty password; type it on standard input".into());
+                return Err(String::from("empty password; type it on standard input").into());
             }
             println!("{}", crate::submission::hash_password(password)?);
-            Ok(())
         }
-        Command::Queue(args) => queue::run(args),
-        Command::Domain(args) => domain::run(args),
-        Command::Dns(args) => domain::run_dns(args),
+        Command::Queue(args) => queue::run(args)?,
+        Command::Domain(args) => domain::run(args)?,
+        Command::Dns(args) => domain::run_dns(args)?,
         Command::Bench { action } => {
             init_logging("warn");
-            runtime()?.block_on(crate::bench::run(action))
+            runtime()?.block_on(crate::bench::run(action))?
         }
-    }
+    })
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the configured filter.
