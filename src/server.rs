@@ -40,6 +40,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let data_dir = config.data_dir();
     let store = Store::open(&data_dir, config.store.cache_mb)
         .map_err(|e| format!("`server.data_dir`: cannot open the database in {}: {e} (is another herald running on it?)", data_dir.display()))?;
+    store.disk().set_floor_mb(config.store.min_free_mb);
     let tls = if config.listeners.iter().any(|l| l.tls != ListenerTls::None) { Some(tls_acceptor(config)?) } else { None };
     let mut listeners = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
@@ -125,13 +126,53 @@ impl Running {
 }
 
 /// `herald serve`: start, then stop cleanly on SIGTERM or SIGINT.
+///
+/// When the database fails to write (a disk that filled up to the last
+/// byte, an I/O error), sled refuses every later write until it is
+/// reopened; the relay then stops everything cleanly (mail already
+/// acknowledged is on disk) and starts again on the same data directory,
+/// as soon as the old database handles are gone, backing off while it
+/// cannot. A signal stops it at any point.
 pub async fn serve(config: Config, clock: SharedClock) -> Result<(), String> {
     tracing::info!(config = %config.redacted(), "effective configuration");
-    let running = start(&config, clock).await?;
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    running.shutdown().await;
-    Ok(())
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let mut running = start(&config, clock.clone()).await?;
+    // A database that fails again soon after a restart (the disk is
+    // still full) waits longer each time before the next one.
+    let mut pause = Duration::from_millis(200);
+    let mut started = tokio::time::Instant::now();
+    loop {
+        let store = running.store.clone();
+        tokio::select! {
+            _ = &mut signal => {
+                tracing::info!("shutting down");
+                running.shutdown().await;
+                return Ok(());
+            }
+            _ = store.failed() => {}
+        }
+        drop(store);
+        tracing::error!("the database failed to write (disk full or I/O error); restarting the relay on the same data directory");
+        running.shutdown().await;
+        pause = if started.elapsed() < Duration::from_secs(60) { (pause * 2).min(Duration::from_secs(30)) } else { Duration::from_millis(200) };
+        let mut delay = pause;
+        running = loop {
+            tokio::select! {
+                _ = &mut signal => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            match start(&config, clock.clone()).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot restart yet");
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        started = tokio::time::Instant::now();
+        tracing::info!("relay restarted");
+    }
 }
 
 async fn wait_for_signal() {

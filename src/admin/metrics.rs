@@ -35,11 +35,14 @@ pub(super) async fn health(State(s): State<Arc<AdminState>>) -> Result<Json<Heal
         Ok((due.len(), due.iter().filter(|(_, id)| s.queue.in_flight(id)).count()))
     })
     .await?;
+    let disk_pressure = s.store.disk().under_pressure();
     Ok(Json(HealthV1 {
-        status: "ok".into(),
+        status: if disk_pressure { "disk_full" } else { "ok" }.into(),
         version: env!("CARGO_PKG_VERSION").into(),
         queued,
         in_flight,
+        disk_pressure,
+        disk_free_bytes: s.store.disk().free_bytes(),
     }))
 }
 
@@ -59,6 +62,25 @@ pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl Int
         "herald_queue_messages",
         "Messages in the queue (not yet finished).",
         &[(String::new(), summary.messages as i64)],
+    );
+    let disk = s.store.disk();
+    gauge(
+        &mut out,
+        "herald_disk_pressure",
+        "1 while free space on the data directory is below store.min_free_mb (new mail refused).",
+        &[(String::new(), i64::from(disk.under_pressure()))],
+    );
+    gauge(
+        &mut out,
+        "herald_disk_free_bytes",
+        "Free bytes on the data directory's filesystem.",
+        &[(String::new(), disk.free_bytes().unwrap_or(0) as i64)],
+    );
+    gauge(
+        &mut out,
+        "herald_disk_min_free_bytes",
+        "The floor store.min_free_mb, in bytes.",
+        &[(String::new(), disk.floor_bytes() as i64)],
     );
     gauge(
         &mut out,

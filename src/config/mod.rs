@@ -252,13 +252,16 @@ impl Default for LimitsConfig {
 pub struct StoreConfig {
     /// sled's page cache, in MiB. Queued messages beyond it stay on disk.
     pub cache_mb: u64,
+    /// Below this much free space (MiB) on the data directory's
+    /// filesystem, new mail is refused with 452 4.3.1; 0 turns it off.
+    pub min_free_mb: u64,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_mb: 32, unknown: Unknown::new() }
+        Self { cache_mb: 32, min_free_mb: 256, unknown: Unknown::new() }
     }
 }
 

@@ -78,7 +78,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     users(config, &mut c);
     relay(config, &mut c);
     limits(config, &mut c);
-    c.unknown("store", &config.store.unknown, &["cache_mb"]);
+    c.unknown("store", &config.store.unknown, &["cache_mb", "min_free_mb"]);
+    c.range("store.min_free_mb", config.store.min_free_mb, 0, 1 << 30, "MiB of free disk space to keep");
     c.range("store.cache_mb", config.store.cache_mb, 1, 65_536, "MiB of page cache");
     c.unknown("log", &config.log.unknown, &["level"]);
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {

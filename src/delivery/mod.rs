@@ -181,7 +181,8 @@ async fn deliver(
     let rcpts: Vec<&str> = addresses.iter().map(String::as_str).collect();
     let chunks = prepared.chunks(&body);
     // A reused connection may have been closed by the server meanwhile:
-    // one fresh connection is tried before the job is deferred.
+    // one fresh connection is tried before the job is deferred, but only
+    // when the failure came before any of the message was sent.
     for _ in 0..2 {
         let reused = conn.is_some();
         if conn.is_none() {
@@ -194,14 +195,22 @@ async fn deliver(
         match c.send(&prepared.envelope_from, &rcpts, &chunks).await {
             Ok(results) => {
                 let host = c.label.clone();
+                if !c.reusable() {
+                    // Out of protocol order, or the transaction could not be
+                    // reset: this connection carries nothing more.
+                    tracing::info!(msg_id = %job.msg.id, host, "closing a connection left in an unknown state");
+                    *conn = None;
+                }
                 return job.rcpts.iter().zip(results).map(|(&rcpt, (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply }).collect();
             }
             Err(e) => {
                 let host = c.label.clone();
                 *conn = None;
-                let retry_fresh = reused && matches!(e, mail_send::Error::Io(_) | mail_send::Error::UnparseableReply);
+                let retry_fresh = reused && !e.data_sent && matches!(e.error, mail_send::Error::Io(_) | mail_send::Error::UnparseableReply);
                 if !retry_fresh {
-                    return all(job, classify::error_outcome(&e), &host, &classify::error_text(&e));
+                    let text = classify::error_text(&e.error);
+                    let text = if e.data_sent { format!("{text} (after the message was sent; the receiver may have it)") } else { text };
+                    return all(job, Outcome::Temporary, &host, &text);
                 }
                 tracing::debug!(msg_id = %job.msg.id, host, "reused connection failed; reconnecting");
             }
@@ -227,7 +236,18 @@ async fn open(inner: &Inner, domain: &str, targets: &mut Option<Result<Vec<Targe
     };
     let mut last = (Outcome::Temporary, format!("no server to try for {domain}"));
     for target in &list {
-        match Connection::open(target, &s.helo, s.connect_timeout, s.timeout, &inner.tls).await {
+        let mut result = Connection::open(target, &s.helo, s.connect_timeout, s.timeout, &inner.tls).await;
+        if let Err(e) = &result
+            && e.tls_failed
+            && target.tls == OutboundTls::Opportunistic
+        {
+            // Opportunistic TLS that fails is retried in plain text, as
+            // Postfix does: the policy asked for TLS only where it works.
+            tracing::info!(domain, host = %target.label(), error = %e.text, "STARTTLS failed; trying again without TLS");
+            let plain = Target { tls: OutboundTls::Disabled, ..target.clone() };
+            result = Connection::open(&plain, &s.helo, s.connect_timeout, s.timeout, &inner.tls).await;
+        }
+        match result {
             Ok(c) => return Ok(c),
             Err(e) => {
                 tracing::info!(domain, host = %target.label(), error = %e.text, "cannot use server; trying the next");

@@ -2,7 +2,7 @@
 //! socket herald dials itself (to the address it resolved), reused for
 //! as many messages as the route allows.
 
-use super::classify::{error_outcome, error_text, reply_outcome, reply_text};
+use super::classify::{Step, Verdict, error_outcome, error_text, out_of_order_text, reply_text, verdict};
 use crate::config::OutboundTls;
 use crate::store::Outcome;
 use mail_send::SmtpClient;
@@ -51,6 +51,10 @@ impl Connectors {
 pub struct ConnectError {
     pub outcome: Outcome,
     pub text: String,
+    /// The TLS handshake after STARTTLS failed: with opportunistic TLS the
+    /// caller may try again in plain text (RFC 3207 §4.1 leaves it open;
+    /// Postfix does the same).
+    pub tls_failed: bool,
 }
 
 /// What happened to each recipient of one transaction, in order.
@@ -63,10 +67,40 @@ pub struct Connection {
     pub tls: bool,
     /// Transactions completed on this connection.
     pub sent: usize,
+    reusable: bool,
+}
+
+/// A connection-level failure during a transaction.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: mail_send::Error,
+    /// The message was (partly) transmitted: the receiver may have it.
+    pub data_sent: bool,
+}
+
+/// A reply's verdict for `step` and its text for the attempt history;
+/// clears `in_order` when the reply is out of protocol order.
+fn judge(in_order: &mut bool, step: Step, r: &smtp_proto::Response<String>) -> (Verdict, String) {
+    let v = verdict(step, r.code());
+    *in_order &= v != Verdict::OutOfOrder;
+    let text = if v == Verdict::OutOfOrder { out_of_order_text(step, r) } else { reply_text(r) };
+    (v, text)
+}
+
+/// Every recipient's result, once none waits.
+fn settled(results: Vec<Option<(Outcome, String)>>) -> RcptResults {
+    results.into_iter().map(|r| r.unwrap_or((Outcome::Temporary, "no result".into()))).collect()
+}
+
+/// Gives every recipient still waiting (`None`) the same result.
+fn fill(results: &mut [Option<(Outcome, String)>], verdict: &(Outcome, String)) {
+    for r in results.iter_mut().filter(|r| r.is_none()) {
+        *r = Some(verdict.clone());
+    }
 }
 
 fn fail(target: &Target, e: mail_send::Error) -> ConnectError {
-    ConnectError { outcome: error_outcome(&e), text: format!("{}: {}", target.label(), error_text(&e)) }
+    ConnectError { outcome: error_outcome(&e), text: format!("{}: {}", target.label(), error_text(&e)), tls_failed: false }
 }
 
 impl Connection {
@@ -88,26 +122,27 @@ impl Connection {
         };
         let mut client = SmtpClient { stream, timeout };
         let greeting = tokio::time::timeout(timeout, client.read()).await.map_err(|_| fail(target, mail_send::Error::Timeout))?.map_err(|e| fail(target, e))?;
-        if greeting.code() != 220 {
+        if verdict(Step::Greeting, greeting.code()) != Verdict::Accepted {
             return Err(fail(target, mail_send::Error::UnexpectedReply(greeting)));
         }
         let mut ehlo = client.ehlo(helo).await.map_err(|e| fail(target, e))?;
         let offers_tls = ehlo.has_capability(EXT_START_TLS);
         let connector = match (target.tls, offers_tls) {
             (OutboundTls::Required, false) => {
-                return Err(ConnectError { outcome: Outcome::Temporary, text: format!("{}: TLS is required on this route but the server does not offer STARTTLS", target.label()) });
+                return Err(ConnectError { outcome: Outcome::Temporary, text: format!("{}: TLS is required on this route but the server does not offer STARTTLS", target.label()), tls_failed: false });
             }
             (OutboundTls::Required, true) => Some(&tls.verifying),
             (OutboundTls::Opportunistic, true) => Some(&tls.opportunistic),
             _ => None,
         };
         if let Some(connector) = connector {
+            // A TLS failure is never a verdict on the mail: temporary.
             let reply = client.cmd(b"STARTTLS\r\n").await.map_err(|e| fail(target, e))?;
-            if reply.code() != 220 {
-                return Err(fail(target, mail_send::Error::UnexpectedReply(reply)));
+            if verdict(Step::StartTls, reply.code()) != Verdict::Accepted {
+                return Err(ConnectError { outcome: Outcome::Temporary, tls_failed: true, ..fail(target, mail_send::Error::UnexpectedReply(reply)) });
             }
             let SmtpClient { stream, timeout } = client;
-            let tls_stream = handshake(connector, &target.host, stream, timeout).await.map_err(|e| fail(target, e))?;
+            let tls_stream = handshake(connector, &target.host, stream, timeout).await.map_err(|e| ConnectError { outcome: Outcome::Temporary, tls_failed: true, ..fail(target, e) })?;
             client = SmtpClient { stream: Box::new(tls_stream), timeout };
             secure = true;
             ehlo = client.ehlo(helo).await.map_err(|e| fail(target, e))?;
@@ -116,13 +151,22 @@ impl Connection {
             let creds = mail_send::Credentials::new(user.clone(), password.clone());
             client.authenticate(&creds, &ehlo).await.map_err(|e| fail(target, e))?;
         }
-        Ok(Self { caps: caps(&ehlo), client, label: target.label(), tls: secure, sent: 0 })
+        Ok(Self { caps: caps(&ehlo), client, label: target.label(), tls: secure, sent: 0, reusable: true })
     }
 
     /// One transaction: MAIL, RCPT for each recipient, DATA with the
-    /// message given as chunks (dot-stuffed on the way out). Errors are
-    /// connection-level: the connection must not be reused after one.
-    pub async fn send(&mut self, from: &str, rcpts: &[&str], chunks: &[&[u8]]) -> Result<RcptResults, mail_send::Error> {
+    /// message given as chunks (dot-stuffed on the way out).
+    ///
+    /// A recipient is recorded delivered only by the `250` that answers
+    /// the end of DATA. Every way out that leaves a transaction open ends
+    /// it (an empty DATA after a stray `354`, then RSET) before the
+    /// connection may carry another; a reply out of protocol order, or an
+    /// RSET that is not answered `250`, makes the connection unusable
+    /// ([`Connection::reusable`]). An `Err` is connection-level: the
+    /// connection must be dropped, and [`SendError::data_sent`] says
+    /// whether the receiver may have the message.
+    pub async fn send(&mut self, from: &str, rcpts: &[&str], chunks: &[&[u8]]) -> Result<RcptResults, SendError> {
+        self.reusable = false;
         let eight_bit = chunks.iter().any(|c| !c.is_ascii());
         let utf8_addr = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
         let mut mail = format!("MAIL FROM:<{from}>");
@@ -134,67 +178,96 @@ impl Connection {
         }
         mail.push_str("\r\n");
         let rcpt_cmds: Vec<String> = rcpts.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
-        let replies = if self.caps & EXT_PIPELINING != 0 {
-            // RFC 2920: MAIL, every RCPT and DATA in one write.
+        let before_data = |e| SendError { error: e, data_sent: false };
+
+        // MAIL, RCPT… and DATA: in one write with PIPELINING (RFC 2920),
+        // else one by one, stopping where the server refused.
+        let (mail_reply, rcpt_replies, data_reply) = if self.caps & EXT_PIPELINING != 0 {
             let cmds = std::iter::once(mail.clone()).chain(rcpt_cmds.iter().cloned()).chain(std::iter::once("DATA\r\n".to_string()));
-            self.client.cmds(cmds).await?
+            let mut replies = self.client.cmds(cmds).await.map_err(before_data)?;
+            if replies.len() != rcpts.len() + 2 {
+                return Err(before_data(mail_send::Error::UnparseableReply));
+            }
+            let data = replies.pop();
+            let mail = replies.remove(0);
+            (mail, replies, data)
         } else {
-            let mut replies = vec![self.client.cmd(mail.as_bytes()).await?];
-            if replies[0].code() / 100 == 2 {
+            let mail_reply = self.client.cmd(mail.as_bytes()).await.map_err(before_data)?;
+            let mut rcpt_replies = Vec::new();
+            let mut data = None;
+            if verdict(Step::Mail, mail_reply.code()) == Verdict::Accepted {
                 for c in &rcpt_cmds {
-                    replies.push(self.client.cmd(c.as_bytes()).await?);
+                    rcpt_replies.push(self.client.cmd(c.as_bytes()).await.map_err(before_data)?);
                 }
-                if replies[1..].iter().any(|r| r.code() / 100 == 2) {
-                    replies.push(self.client.cmd(b"DATA\r\n").await?);
+                if rcpt_replies.iter().any(|r| verdict(Step::Rcpt, r.code()) == Verdict::Accepted) {
+                    data = Some(self.client.cmd(b"DATA\r\n").await.map_err(before_data)?);
                 }
             }
-            replies
+            (mail_reply, rcpt_replies, data)
         };
-        let mail_reply = &replies[0];
-        if mail_reply.code() / 100 != 2 {
-            let verdict = (reply_outcome(mail_reply.code()), reply_text(mail_reply));
-            self.reset(replies.len() > rcpts.len() + 1 && replies[rcpts.len() + 1].code() == 354).await?;
-            return Ok(vec![verdict; rcpts.len()]);
-        }
-        let mut results: RcptResults = replies[1..=rcpts.len().min(replies.len() - 1)].iter().map(|r| (reply_outcome(r.code()), reply_text(r))).collect();
-        results.resize(rcpts.len(), (Outcome::Temporary, "no reply to RCPT".into()));
-        let data = replies.get(rcpts.len() + 1);
-        match data {
-            Some(d) if d.code() == 354 => {}
-            Some(d) => {
-                // No recipient accepted (or DATA refused): the accepted ones,
-                // if any, take DATA's verdict.
-                let verdict = (reply_outcome(d.code()), reply_text(d));
-                for r in results.iter_mut().filter(|r| r.0 == Outcome::Delivered) {
-                    *r = verdict.clone();
-                }
-                return Ok(results);
+
+        let mut in_order = true;
+        // Per recipient: `None` while accepted and waiting for the end of DATA.
+        let mut results: Vec<Option<(Outcome, String)>> = match judge(&mut in_order, Step::Mail, &mail_reply) {
+            (Verdict::Accepted, _) => {
+                let mut per_rcpt: Vec<Option<(Outcome, String)>> = rcpt_replies
+                    .iter()
+                    .map(|r| match judge(&mut in_order, Step::Rcpt, r) {
+                        (Verdict::Accepted, _) => None,
+                        (v, text) => Some((v.refusal(), text)),
+                    })
+                    .collect();
+                per_rcpt.resize(rcpts.len(), Some((Outcome::Temporary, "no reply to RCPT".into())));
+                per_rcpt
             }
-            None => return Ok(results),
+            (v, text) => vec![Some((v.refusal(), text)); rcpts.len()],
+        };
+        let data_verdict = data_reply.as_ref().map(|d| judge(&mut in_order, Step::Data, d));
+        let any_accepted = results.iter().any(Option::is_none);
+        let outcome = match data_verdict {
+            Some((Verdict::Accepted, _)) if any_accepted && in_order => {
+                self.write_data(chunks).await.map_err(|e| SendError { error: e, data_sent: true })?;
+                let end = self.read_reply().await.map_err(|e| SendError { error: e, data_sent: true })?;
+                let (v, text) = judge(&mut in_order, Step::EndOfData, &end);
+                let verdict = match v {
+                    Verdict::Accepted => (Outcome::Delivered, text),
+                    v => (v.refusal(), text),
+                };
+                fill(&mut results, &verdict);
+                self.sent += 1;
+                // The end-of-DATA reply ends the transaction (RFC 5321 §4.1.1.4).
+                self.reusable = in_order;
+                return Ok(settled(results));
+            }
+            Some((Verdict::Accepted, _)) => {
+                // 354 although nothing was accepted (pipelined), or after a
+                // reply out of order: end the transaction with no message.
+                self.write_data(&[]).await.map_err(|e| SendError { error: e, data_sent: false })?;
+                let _ = self.read_reply().await.map_err(|e| SendError { error: e, data_sent: false })?;
+                (Outcome::Temporary, "the server invited DATA out of protocol order".to_string())
+            }
+            Some((v, text)) => (v.refusal(), text),
+            None => (Outcome::Temporary, "no reply to DATA".to_string()),
+        };
+        fill(&mut results, &outcome);
+        // No message went through: close the transaction before the
+        // connection carries another (a server left mid-transaction answers
+        // the next MAIL with 503).
+        if in_order {
+            let rset = self.client.cmd(b"RSET\r\n").await.map_err(before_data)?;
+            self.reusable = verdict(Step::Rset, rset.code()) == Verdict::Accepted;
         }
-        if !results.iter().any(|r| r.0 == Outcome::Delivered) {
-            // The server sent 354 although nothing was accepted: end the
-            // empty transaction without a message.
-            self.write_data(&[]).await?;
-            let _ = self.client.read().await?;
-            return Ok(results);
-        }
-        self.write_data(chunks).await?;
-        let end = tokio::time::timeout(self.client.timeout, self.client.read()).await.map_err(|_| mail_send::Error::Timeout)??;
-        let verdict = (reply_outcome(end.code()), reply_text(&end));
-        for r in results.iter_mut().filter(|r| r.0 == Outcome::Delivered) {
-            *r = verdict.clone();
-        }
-        self.sent += 1;
-        Ok(results)
+        Ok(settled(results))
     }
 
-    async fn reset(&mut self, in_data: bool) -> Result<(), mail_send::Error> {
-        if in_data {
-            self.write_data(&[]).await?;
-            let _ = self.client.read().await?;
-        }
-        self.client.rset().await
+    /// Whether the last transaction ended in a known state, so the
+    /// connection may carry another.
+    pub fn reusable(&self) -> bool {
+        self.reusable
+    }
+
+    async fn read_reply(&mut self) -> Result<smtp_proto::Response<String>, mail_send::Error> {
+        tokio::time::timeout(self.client.timeout, self.client.read()).await.map_err(|_| mail_send::Error::Timeout)?
     }
 
     /// Writes the message dot-stuffed (RFC 5321 §4.5.2) and the final

@@ -105,7 +105,7 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         return Ok(Done::Failed(newly.len()));
     }
     if record.is_finished() {
-        ctx.queue.finish(record);
+        ctx.queue.finish(record)?;
     } else {
         ctx.store.update(&record, Some(due))?;
     }
@@ -159,11 +159,7 @@ mod tests {
         let mut r = MessageRecord::decode(text.as_bytes()).unwrap();
         r.recipients = statuses
             .iter()
-            .map(|(a, s)| Recipient {
-                address: a.to_string(),
-                status: *s,
-                attempts: Vec::new(),
-            })
+            .map(|(a, s)| Recipient { status: *s, ..Recipient::queued(a.to_string()) })
             .collect();
         r
     }

@@ -3,11 +3,17 @@
 //! once and shared by every destination. The body is not held here: a
 //! connection loads it right before sending and drops it right after, so
 //! memory grows with open connections, not with the queue.
+//!
+//! Each destination's outcome is written (and flushed) before its
+//! connection carries anything else. When the round's last destination
+//! reports, recipients that became final failures are reported to the
+//! sender in one DSN at once, not when the whole message is done.
 
 use super::QueueCore;
+use super::backoff;
 use crate::delivery::dsn;
 use crate::id::MessageId;
-use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, records::RECORD_VERSION};
+use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, StoreError, records::RECORD_VERSION};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -74,12 +80,15 @@ impl InFlight {
             .clone()
     }
 
-    /// Records one destination's results. When it was the last destination
-    /// of this round, the message is retired if finished.
+    /// Records one destination's results and waits until they are on
+    /// disk. When it was the last destination of this round, failures that
+    /// became final are reported to the sender, and the message is retired
+    /// if finished.
     pub async fn complete(&self, results: Vec<JobOutcome>) {
-        let now = self.core.clock.now_ms();
+        let core = &self.core;
+        let now = core.clock.now_ms();
         let mut record = self.record.lock().await;
-        let expired = now >= record.received_ms + self.core.lifetime_ms;
+        let expired = now >= record.received_ms + core.lifetime_ms;
         for r in results {
             let Some(rcpt) = record.recipients.get_mut(r.rcpt) else { continue };
             rcpt.status = match (r.outcome, expired) {
@@ -96,62 +105,126 @@ impl InFlight {
             rcpt.attempts.push(Attempt { at_ms: now, host: r.host, outcome: r.outcome, reply: r.reply });
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
-        if last && record.is_finished() {
-            finish(&self.core, record.clone());
-        } else if let Err(e) = self.core.store.update(&record, Some(record.due_ms)) {
-            tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome");
-        }
-        if last {
-            self.core.release(&self.id);
+        let written = if last {
+            let old_due = record.due_ms;
+            // An attempt that outlasted its retry delay must not come due
+            // at once: the next one waits its full delay from now.
+            if record.due_ms < now {
+                record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
+            }
+            end_round(core, &mut record, old_due).await
+        } else {
+            core.store.update(&record, Some(record.due_ms))
+        };
+        if let Err(e) = written {
+            tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome; the attempt will be repeated");
         }
         drop(record);
-        if let Err(e) = self.core.store.durable().await {
-            tracing::error!(msg_id = %self.id, error = %e, "flushing the outcome failed");
+        if let Err(e) = core.store.durable().await {
+            tracing::error!(msg_id = %self.id, error = %e, "flushing the outcome failed; the attempt will be repeated");
+        }
+        if last {
+            core.release(&self.id);
         }
     }
 }
 
-/// Retires a finished message and, if a recipient failed, spools a DSN
-/// to its envelope sender.
-/// The body is read back only when a DSN will quote its headers, and
-/// before retiring drops it; a delivered message costs no read.
-pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord) {
+/// The round's last destination reported: DSN for new final failures,
+/// then retire the message or write its record.
+async fn end_round(core: &Arc<QueueCore>, record: &mut MessageRecord, old_due: i64) -> Result<(), StoreError> {
+    core.report_failures(record).await;
+    if record.is_finished() {
+        // Retiring drops the due key of the record as stored.
+        record.due_ms = old_due;
+        finish(core, record.clone())
+    } else {
+        core.store.update(record, Some(old_due))
+    }
+}
+
+/// Retires a finished message. Failures not reported yet (an expiry, a
+/// bounce) must have been reported by the caller, or are reported here
+/// without waiting.
+pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord) -> Result<(), StoreError> {
     let now = core.clock.now_ms();
     record.finished_ms = Some(now);
-    let headers = if dsn::wanted(&record, core.dsn) {
-        let body = core.store.body(&record.id).ok().flatten().unwrap_or_default();
-        Some(dsn::header_section(&body).to_vec())
-    } else {
-        None
-    };
-    if let Err(e) = core.store.retire(&record) {
-        tracing::error!(msg_id = %record.id, error = %e, "cannot retire message");
-        return;
-    }
+    let dsn = core.take_dsn(&mut record, |core, record| core.store.body(&record.id).ok().flatten().map(|b| dsn::header_section(&b).to_vec()).unwrap_or_default());
+    core.store.retire(&record)?;
     tracing::info!(msg_id = %record.id, "finished");
-    if let Some(headers) = headers {
-        core.notify_sender(&record, &headers);
+    if let Some((dsn_record, bytes)) = dsn {
+        let store = core.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.spool(&dsn_record, bytes).await {
+                tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
+            }
+        });
     }
+    Ok(())
 }
 
 impl QueueCore {
     /// Retires a message none of whose recipients waits any longer, as the
     /// scheduler does; for callers outside the delivery round (a bounce
     /// that failed the last pending recipient).
-    pub fn finish(self: &Arc<Self>, record: MessageRecord) {
-        finish(self, record);
+    pub fn finish(self: &Arc<Self>, record: MessageRecord) -> Result<(), StoreError> {
+        finish(self, record)
     }
 
-    /// Spools a DSN to the envelope sender of `record` for its failed and
-    /// expired recipients, if DSNs are wanted (`dsn::wanted`).
+    /// Reports every failure of `record` not reported yet in one DSN, and
+    /// waits until it is spooled; the recipients are then marked reported
+    /// in `record` (which the caller writes). A crash in between sends the
+    /// DSN again rather than never.
+    pub async fn report_failures(&self, record: &mut MessageRecord) {
+        let mut marked = record.clone();
+        let Some((dsn_record, bytes)) = self.take_dsn(&mut marked, |core, record| core.store.body(&record.id).ok().flatten().map(|b| dsn::header_section(&b).to_vec()).unwrap_or_default()) else {
+            // Nothing to report, or DSNs are off: still mark them handled.
+            *record = marked;
+            return;
+        };
+        match self.store.spool(&dsn_record, bytes).await {
+            Ok(()) => *record = marked,
+            Err(e) => tracing::error!(msg_id = %record.id, dsn_id = %dsn_record.id, error = %e, "cannot queue the DSN; it is tried again with the next outcome"),
+        }
+    }
+
+    /// Spools, without waiting, a DSN for the recipients in `record`'s
+    /// failed state (for a retired message whose bounce arrived later).
     /// `original_headers` is the header section quoted in the DSN.
     pub fn notify_sender(&self, record: &MessageRecord, original_headers: &[u8]) {
-        if !dsn::wanted(record, self.dsn) {
-            return;
+        let mut view = record.clone();
+        for r in &mut view.recipients {
+            r.reported = false;
+        }
+        let headers = original_headers.to_vec();
+        if let Some((dsn_record, bytes)) = self.take_dsn(&mut view, move |_, _| headers) {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.spool(&dsn_record, bytes).await {
+                    tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
+                }
+            });
+        }
+    }
+
+    /// Builds the DSN for `record`'s unreported failures (if DSNs are
+    /// wanted for it) and marks them reported. `headers` gives the header
+    /// section to quote; it is only called when a DSN is built.
+    fn take_dsn(&self, record: &mut MessageRecord, headers: impl FnOnce(&Self, &MessageRecord) -> Vec<u8>) -> Option<(MessageRecord, Vec<u8>)> {
+        let unreported: Vec<usize> = record.recipients.iter().enumerate().filter(|(_, r)| r.unreported_failure()).map(|(i, _)| i).collect();
+        if unreported.is_empty() {
+            return None;
+        }
+        let mut view = record.clone();
+        view.recipients = unreported.iter().map(|&i| record.recipients[i].clone()).collect();
+        for &i in &unreported {
+            record.recipients[i].reported = true;
+        }
+        if !dsn::wanted(&view, self.dsn) {
+            return None;
         }
         let now = self.clock.now_ms();
         let id = MessageId::generate(now);
-        let bytes = dsn::build(record, original_headers, &self.hostname, &self.relay_domain, now / 1000, id.as_str());
+        let bytes = dsn::build(&view, &headers(self, record), &self.hostname, &self.relay_domain, now / 1000, id.as_str());
         let dsn_record = MessageRecord {
             v: RECORD_VERSION,
             id,
@@ -165,7 +238,7 @@ impl QueueCore {
             tls: false,
             size: bytes.len(),
             received_header: crate::message::received_header(&self.hostname, "127.0.0.1", &self.hostname, false, false, id.as_str(), Some(&record.mail_from), now / 1000),
-            recipients: vec![Recipient { address: record.mail_from.clone(), status: RcptStatus::Queued, attempts: Vec::new() }],
+            recipients: vec![Recipient::queued(record.mail_from.clone())],
             due_ms: now,
             decision: None,
             attempts: 0,
@@ -173,12 +246,7 @@ impl QueueCore {
             finished_ms: None,
             is_dsn: true,
         };
-        tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, "sending delivery status notification");
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.spool(&dsn_record, bytes).await {
-                tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
-            }
-        });
+        tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, recipients = unreported.len(), "sending delivery status notification");
+        Some((dsn_record, bytes))
     }
 }

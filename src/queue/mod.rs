@@ -6,8 +6,10 @@
 //! and, if anything failed, answered with a DSN.
 
 pub mod backoff;
+mod hold;
 mod inflight;
 
+pub use hold::{Hold, HoldSet};
 pub use inflight::{InFlight, JobOutcome};
 
 use crate::clock::SharedClock;
@@ -15,8 +17,8 @@ use crate::config::Config;
 use crate::delivery::{Dispatcher, Job, Preparer};
 use crate::id::MessageId;
 use crate::store::{Attempt, Outcome, RcptStatus, Store};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,7 +34,7 @@ pub struct QueueCore {
     pub dsn: bool,
     pub hostname: String,
     pub relay_domain: String,
-    inflight: Mutex<HashSet<MessageId>>,
+    holds: HoldSet,
     /// Most messages claimed at once; the rest wait in the due index, so
     /// a backlog costs disk, not memory.
     pub max_in_flight: usize,
@@ -52,7 +54,7 @@ impl QueueCore {
             dsn: config.queue.dsn,
             hostname: config.server.hostname.clone(),
             relay_domain: config.identity.domain.clone(),
-            inflight: Mutex::new(HashSet::new()),
+            holds: HoldSet::default(),
             max_in_flight: config.queue.workers * 4,
             wake: tokio::sync::Notify::new(),
         }
@@ -60,7 +62,7 @@ impl QueueCore {
 
     /// How many messages are claimed right now.
     pub fn in_flight_count(&self) -> usize {
-        self.inflight.lock().map(|s| s.len()).unwrap_or(0)
+        self.holds.len()
     }
 
     /// Takes a message out of the scheduler's reach while the caller edits
@@ -68,79 +70,135 @@ impl QueueCore {
     /// another editor holds it. The scheduler claims through the same set,
     /// so check-and-write cannot race an attempt.
     pub fn hold(&self, id: &MessageId) -> Option<Hold<'_>> {
-        let mut set = self.inflight.lock().ok()?;
-        set.insert(*id).then_some(Hold { core: self, id: *id, kept: false })
+        self.holds.hold(id)
     }
 
     pub fn in_flight(&self, id: &MessageId) -> bool {
-        self.inflight.lock().map(|s| s.contains(id)).unwrap_or(false)
+        self.holds.contains(id)
     }
 
     fn release(&self, id: &MessageId) {
-        let freed = self.inflight.lock().map(|mut s| s.remove(id) && s.len() + 1 == self.max_in_flight).unwrap_or(false);
-        if freed {
-            // The scheduler may be waiting for room.
-            self.wake.notify_one();
+        self.holds.release(id);
+    }
+}
+
+/// Store trouble in the scheduler (a full disk, an I/O error): it waits
+/// longer after each failure in a row, up to [`Trouble::MAX`], and logs
+/// at most one line per [`Trouble::LOG_EVERY`], counting the rest, so a
+/// broken disk costs neither CPU nor a flood of log. The first success
+/// resets it.
+#[derive(Default)]
+struct Trouble {
+    failures: u32,
+    last_log: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl Trouble {
+    const MAX: Duration = Duration::from_secs(30);
+    const LOG_EVERY: Duration = Duration::from_secs(30);
+
+    /// Records a failure; returns how long to wait before trying again.
+    fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let now = tokio::time::Instant::now();
+        if self.last_log.is_none_or(|t| now - t >= Self::LOG_EVERY) {
+            tracing::error!(error = %error, failures_in_a_row = self.failures, similar_not_logged = self.unlogged, "{what}; the scheduler backs off and retries");
+            self.last_log = Some(now);
+            self.unlogged = 0;
+        } else {
+            self.unlogged += 1;
         }
+        trouble_delay(self.failures)
     }
-}
 
-/// A message held out of the scheduler's reach; released on drop.
-pub struct Hold<'a> {
-    core: &'a QueueCore,
-    id: MessageId,
-    kept: bool,
-}
-
-impl Hold<'_> {
-    /// Keeps the message held after this guard is gone; the delivery round
-    /// releases it when it ends.
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for Hold<'_> {
-    fn drop(&mut self) {
-        if !self.kept {
-            self.core.release(&self.id);
+    fn ok(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures_in_a_row = self.failures, "the store works again; the scheduler resumes");
         }
+        *self = Self::default();
     }
+}
+
+/// 100 ms after the first failure, doubling up to [`Trouble::MAX`].
+fn trouble_delay(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    Duration::from_millis(ms).min(Trouble::MAX)
 }
 
 /// Runs the scheduler until `shutdown` flips.
 pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     let mut last_purge = 0i64;
+    let mut trouble = Trouble::default();
     loop {
         let now = core.clock.now_ms();
         let room = core.max_in_flight.saturating_sub(core.in_flight_count());
-        match core.store.due(now, room.min(512)) {
+        // Entries of messages still in a round (an attempt that outlasted
+        // its retry delay) are skipped, so look past as many as are held.
+        let mut pause = None;
+        let mut only_held = false;
+        match core.store.due(now, (room + core.in_flight_count()).min(4096)) {
             Ok(due) => {
                 let mut jobs = Vec::new();
-                for (due_ms, id) in due {
-                    let Some(hold) = core.hold(&id) else { continue };
+                let mut failed = None;
+                let mut held = 0;
+                for (due_ms, id) in due.iter().copied() {
+                    if jobs.len() >= room {
+                        break;
+                    }
+                    let Some(hold) = core.hold(&id) else {
+                        held += 1;
+                        continue;
+                    };
                     match claim(&core, id, due_ms, now) {
                         Ok(j) if j.is_empty() => {}
                         Ok(mut j) => {
                             hold.keep();
                             jobs.append(&mut j);
                         }
-                        Err(e) => tracing::error!(msg_id = %id, error = %e, "cannot claim message"),
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
                     }
                 }
-                if !jobs.is_empty() {
+                only_held = !due.is_empty() && held == due.len();
+                let dispatched = !jobs.is_empty();
+                if dispatched {
                     // The attempts and next due times are on disk before any
                     // connection is made.
-                    if let Err(e) = core.store.durable().await {
-                        tracing::error!(error = %e, "flush before delivery failed");
+                    match core.store.durable().await {
+                        Ok(()) => {
+                            for job in jobs {
+                                dispatcher.submit(job);
+                            }
+                        }
+                        Err(e) => {
+                            // Nothing is sent on an attempt that is not on
+                            // disk: give the claims back; they are due again.
+                            for job in &jobs {
+                                core.release(&job.msg.id);
+                            }
+                            failed = Some(e.to_string());
+                        }
                     }
-                    for job in jobs {
-                        dispatcher.submit(job);
+                }
+                match failed {
+                    Some(e) => pause = Some(trouble.failed("cannot claim due messages", &e)),
+                    None if dispatched => {
+                        trouble.ok();
+                        // More may be due behind what was claimed.
+                        continue;
                     }
-                    continue;
+                    None => trouble.ok(),
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot scan the queue"),
+            Err(e) => pause = Some(trouble.failed("cannot scan the queue", &e)),
+        }
+        if pause.is_some() {
+            // A flush tells whether the database itself has failed (sled
+            // then needs a reopen, which `herald serve` does).
+            let _ = core.store.durable().await;
         }
         if now - last_purge > 60_000 {
             last_purge = now;
@@ -150,11 +208,18 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                 Err(e) => tracing::warn!(error = %e, "purging retired messages failed"),
             }
         }
-        let next = core.store.next_due().ok().flatten().map(|d| (d - core.clock.now_ms()).clamp(0, 1000)).unwrap_or(1000);
+        let wait = match pause {
+            Some(pause) => pause,
+            // Everything due is in a round: wait for a release, not the clock.
+            None if only_held => Duration::from_secs(1),
+            None => Duration::from_millis(core.store.next_due().ok().flatten().map(|d| (d - core.clock.now_ms()).clamp(0, 1000)).unwrap_or(1000) as u64),
+        };
+        let room = core.max_in_flight.saturating_sub(core.in_flight_count());
         tokio::select! {
-            _ = core.store.spooled().notified(), if room > 0 => {}
-            _ = core.wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(next as u64)) => {}
+            _ = core.store.spooled().notified(), if room > 0 && pause.is_none() => {}
+            _ = core.wake.notified(), if pause.is_none() => {}
+            _ = core.holds.released.notified(), if pause.is_none() => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = crate::submission::stopping(&mut shutdown) => return,
         }
     }
@@ -180,7 +245,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                 tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
             }
         }
-        inflight::finish(core, record);
+        inflight::finish(core, record).map_err(|e| e.to_string())?;
         return Ok(Vec::new());
     }
     let old_due = record.due_ms;

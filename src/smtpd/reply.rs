@@ -90,6 +90,11 @@ pub mod common {
         Reply { code: 250, status: None, lines }
     }
 
+    /// The data directory is below `store.min_free_mb`: try later.
+    pub fn disk_full() -> Reply {
+        Reply::new(452, [4, 3, 1], "Insufficient system storage: the relay's disk is nearly full; try again later")
+    }
+
     pub fn local_error() -> Reply {
         Reply::new(451, [4, 3, 0], "Local error in processing; nothing was queued, please try again later")
     }

@@ -25,6 +25,11 @@ const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 pub struct Committer {
     tx: mpsc::Sender<Waiter>,
     flushes: Arc<AtomicU64>,
+    /// Flips to `true` at the first failed flush. sled keeps a write
+    /// error (ENOSPC, EIO) as a global state and fails every later flush
+    /// until the database is reopened, so one failure means the database
+    /// must be reopened.
+    failed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Committer {
@@ -34,6 +39,8 @@ impl Committer {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
+        let failed = Arc::new(tokio::sync::watch::Sender::new(false));
+        let failed_flag = failed.clone();
         std::thread::Builder::new()
             .name("herald-commit".into())
             .spawn(move || {
@@ -60,6 +67,7 @@ impl Committer {
                     counter.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, waiting = waiters.len(), "flushing the spool failed");
+                        failed_flag.send_replace(true);
                     }
                     for w in waiters {
                         let _ = w.send(result.clone());
@@ -67,7 +75,7 @@ impl Committer {
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the commit thread: {e}"));
-        Self { tx, flushes }
+        Self { tx, flushes, failed }
     }
 
     /// Resolves once everything applied before this call is on disk.
@@ -78,6 +86,12 @@ impl Committer {
             Ok(result) => result.map_err(StoreError::Flush),
             Err(_) => Err(StoreError::Flush("commit thread is gone".into())),
         }
+    }
+
+    /// Resolves once a flush has failed (at once if one already did).
+    pub async fn failed(&self) {
+        let mut rx = self.failed.subscribe();
+        let _ = rx.wait_for(|&f| f).await;
     }
 
     pub fn flushes(&self) -> u64 {

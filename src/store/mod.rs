@@ -17,6 +17,7 @@
 //! `m/<id>` → record, `x/<finished ms, 8 bytes BE><id>` → empty.
 
 pub mod commit;
+pub mod disk;
 pub mod records;
 
 pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient};
@@ -48,6 +49,7 @@ pub struct Store {
     retired: sled::Tree,
     committer: Committer,
     spooled: std::sync::Arc<tokio::sync::Notify>,
+    disk: std::sync::Arc<disk::DiskWatch>,
 }
 
 fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
@@ -111,7 +113,8 @@ impl Store {
         let spool = db.open_tree("spool")?;
         let retired = db.open_tree("retired")?;
         let committer = Committer::start(db.clone());
-        Ok(Self { db, spool, retired, committer, spooled: Default::default() })
+        let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
+        Ok(Self { db, spool, retired, committer, spooled: Default::default(), disk })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -119,9 +122,20 @@ impl Store {
         &self.db
     }
 
+    /// Free space on the data directory, against `store.min_free_mb`.
+    pub fn disk(&self) -> &disk::DiskWatch {
+        &self.disk
+    }
+
     /// Waits until everything written so far is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.committer.durable().await
+    }
+
+    /// Resolves once the database has failed to write (see
+    /// [`commit::Committer::failed`]): it must then be reopened.
+    pub async fn failed(&self) {
+        self.committer.failed().await
     }
 
     /// How many fsyncs the committer has done (for the benchmark).

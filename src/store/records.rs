@@ -113,6 +113,22 @@ pub struct Recipient {
     pub status: RcptStatus,
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// The envelope sender has been sent a DSN for this recipient's
+    /// failure (each failure is reported once, as soon as it is final).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reported: bool,
+}
+
+impl Recipient {
+    /// A recipient waiting for its first attempt.
+    pub fn queued(address: String) -> Self {
+        Self { address, status: RcptStatus::Queued, attempts: Vec::new(), reported: false }
+    }
+
+    /// Failed or expired, and not yet reported to the sender.
+    pub fn unreported_failure(&self) -> bool {
+        matches!(self.status, RcptStatus::Failed | RcptStatus::Expired) && !self.reported
+    }
 }
 
 /// Where a recipient stands.

@@ -10,10 +10,10 @@ use super::{Reply, SharedContext};
 use crate::smtpd::reply::common;
 use crate::id::MessageId;
 use crate::message::{check_from, find_forbidden, received_header};
-use crate::store::{MessageRecord, RcptStatus, Recipient, records::RECORD_VERSION};
+use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 
 /// `DATA`: check the transaction, then invite the message.
-pub fn data(state: &mut State) -> Step {
+pub fn data(state: &mut State, ctx: &SharedContext) -> Step {
     match &state.tx {
         None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
         Some(tx) if tx.rcpts.is_empty() => {
@@ -21,6 +21,8 @@ pub fn data(state: &mut State) -> Step {
             state.tx = None;
             Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients"))
         }
+        // Refused before the body is read, so a full disk costs no bytes.
+        Some(_) if ctx.store.disk().under_pressure() => Step::Reply(common::disk_full()),
         Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
     }
 }
@@ -69,7 +71,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         tls: state.tls,
         size: body.len(),
         received_header: received,
-        recipients: tx.rcpts.into_iter().map(|address| Recipient { address, status: RcptStatus::Queued, attempts: Vec::new() }).collect(),
+        recipients: tx.rcpts.into_iter().map(Recipient::queued).collect(),
         due_ms: now,
         decision: Some(decision),
         attempts: 0,

@@ -23,6 +23,9 @@ pub fn mail(state: &mut State, ctx: &SharedContext, from: MailFrom<Cow<'_, str>>
     if state.tx.is_some() {
         return Step::Reply(common::bad_sequence("Nested MAIL command"));
     }
+    if ctx.store.disk().under_pressure() {
+        return Step::Reply(common::disk_full());
+    }
     if from.size > ctx.limits.max_message_size {
         return Step::Reply(Reply::new(552, [5, 3, 4], format!("Message size exceeds the limit of {} bytes", ctx.limits.max_message_size)));
     }

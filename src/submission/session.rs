@@ -149,7 +149,7 @@ impl Session {
             Request::Auth { mechanism, initial_response } => auth::start(state, ctx, mechanism, &initial_response).await,
             Request::Mail { from } => mail::mail(state, ctx, from),
             Request::Rcpt { to } => rcpt::rcpt(state, ctx, to),
-            Request::Data => data::data(state),
+            Request::Data => data::data(state, ctx),
             // CHUNKING is not offered: the chunk that follows would be read
             // as commands, so end the conversation instead.
             Request::Bdat { .. } => Step::Close(Reply::new(502, [5, 5, 1], "BDAT is not offered here; use DATA")),

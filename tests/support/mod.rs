@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod process;
 pub mod world;
 
 use herald::bench::client::{Client, ClientReply, tls_trusting};

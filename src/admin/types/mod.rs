@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 /// `GET /api/health`: the relay is up and its store answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthV1 {
-    /// Always `"ok"` in a 200 answer.
+    /// `"ok"`, or `"disk_full"` while free space on the data directory is
+    /// below `store.min_free_mb` (new mail is refused, delivery goes on).
     pub status: String,
     /// The herald version serving the API.
     pub version: String,
@@ -37,6 +38,12 @@ pub struct HealthV1 {
     pub queued: usize,
     /// Of those, messages in a delivery attempt right now.
     pub in_flight: usize,
+    /// Below `store.min_free_mb`: new mail is refused with 452 4.3.1.
+    #[serde(default)]
+    pub disk_pressure: bool,
+    /// Free bytes on the data directory's filesystem, if known.
+    #[serde(default)]
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// The body of every 4xx/5xx answer.

@@ -1,6 +1,6 @@
 //! What a recipient asks the sink to do, read from the local part of its
 //! address: `tempfail-N…`, `reject…`, `datafail…`, `drop…`, `slow-MS…`,
-//! `tempdata…`; anything else is accepted.
+//! `tempdata…`, `flaky-N…`, `dropend…`; anything else is accepted.
 
 /// `tempfail` without a number fails this many times.
 const DEFAULT_TEMPFAILS: u32 = 1;
@@ -16,6 +16,9 @@ pub enum Behaviour {
     TempFail(u32),
     /// `reject`: RCPT gets 550.
     Reject,
+    /// `flaky-N`: the first N transactions carrying this exact address are
+    /// cut in the middle of DATA (nothing recorded); later ones accepted.
+    Flaky(u32),
 }
 
 /// The answer to the end of DATA, ordered from best to worst.
@@ -29,6 +32,9 @@ pub enum DataOutcome {
     TempData,
     /// `datafail`: 554.
     DataFail,
+    /// `dropend`: read the whole message, then close without a reply and
+    /// without keeping it (the client cannot know it was not taken).
+    DropAtEnd,
     /// `drop`: close the connection in the middle of DATA.
     Drop,
 }
@@ -43,8 +49,13 @@ pub fn behaviour(address: &str) -> Behaviour {
     if strip_prefix_ci(local, "reject").is_some() {
         return Behaviour::Reject;
     }
+    if let Some(rest) = strip_prefix_ci(local, "flaky") {
+        return Behaviour::Flaky(number(rest).and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_TEMPFAILS));
+    }
     let outcome = if strip_prefix_ci(local, "datafail").is_some() {
         DataOutcome::DataFail
+    } else if strip_prefix_ci(local, "dropend").is_some() {
+        DataOutcome::DropAtEnd
     } else if strip_prefix_ci(local, "drop").is_some() {
         DataOutcome::Drop
     } else if strip_prefix_ci(local, "tempdata").is_some() {
@@ -87,6 +98,9 @@ mod tests {
             ("slow-250-a@x", Behaviour::Accept(D::Slow(250))),
             ("slow@x", Behaviour::Accept(D::Slow(1000))),
             ("tempdata@x", Behaviour::Accept(D::TempData)),
+            ("flaky-3-a@x", Behaviour::Flaky(3)),
+            ("flaky@x", Behaviour::Flaky(1)),
+            ("dropend-1@x", Behaviour::Accept(D::DropAtEnd)),
             ("x@reject.example", Behaviour::Accept(D::Accept)),
             ("", Behaviour::Accept(D::Accept)),
             ("é@x", Behaviour::Accept(D::Accept)),

@@ -3,9 +3,15 @@
 //!
 //! One sink serves many test cases: what happens to a recipient is chosen
 //! by the local part of its address (see [`Behaviour`]): `tempfail-N…`,
-//! `reject…`, `datafail…`, `drop…`, `slow-MS…`, `tempdata…`; anything else
-//! is accepted. The DATA outcome of a transaction is the worst among its
-//! accepted recipients (drop > datafail > tempdata > slow > accept).
+//! `reject…`, `datafail…`, `drop…`, `dropend…`, `flaky-N…`, `slow-MS…`,
+//! `tempdata…`; anything else is accepted. The DATA outcome of a
+//! transaction is the worst among its accepted recipients (drop > dropend
+//! > datafail > tempdata > slow > accept).
+//!
+//! Faults that come before any recipient is named (the greeting, EHLO,
+//! STARTTLS, MAIL, the DATA command) or that should hit whatever is sent
+//! are scripted on the sink itself: [`Sink::inject`] makes the next N
+//! times a [`Stage`] is reached answer with a given reply, or hang up.
 //!
 //! This file holds the sink itself (start, count, stop) and the listener;
 //! `behaviour` reads what a recipient asks for ([`behaviour()`]), and
@@ -15,6 +21,41 @@ mod behaviour;
 mod session;
 
 pub use behaviour::{Behaviour, DataOutcome, behaviour};
+
+/// A point of the conversation where a scripted fault can strike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Greeting,
+    Ehlo,
+    /// The reply to STARTTLS; [`Action::Drop`] here says 220 and then
+    /// hangs up, so the TLS handshake fails.
+    StartTls,
+    Mail,
+    Rcpt,
+    /// The reply to the DATA command.
+    Data,
+    /// The reply to the end of the message (nothing is kept when a fault
+    /// strikes here).
+    EndOfData,
+}
+
+/// What a scripted fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Answer with this reply line (no CRLF), whatever it is.
+    Reply(&'static str),
+    /// Close the connection without a reply.
+    Drop,
+    /// Wait this many milliseconds, then carry on normally.
+    Delay(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    stage: Stage,
+    action: Action,
+    times: u32,
+}
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +144,29 @@ impl Sink {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// The next `times` times `stage` is reached (on any connection), do
+    /// `action` instead of the normal reply. Faults for one stage are used
+    /// in the order they were injected.
+    pub fn inject(&self, stage: Stage, action: Action, times: u32) {
+        lock(&self.shared.faults).push(Fault { stage, action, times });
+    }
+
+    /// Forgets every scripted fault not used yet.
+    pub fn clear_faults(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    /// Offer PIPELINING in EHLO (the default) or not, from the next EHLO on.
+    pub fn set_pipelining(&self, on: bool) {
+        self.shared.pipelining.store(on, Ordering::Relaxed);
+    }
+
+    /// The permanent (5xx) replies given to recipients so far, as
+    /// (recipient, reply) pairs: what a relay may rightly fail.
+    pub fn refusals(&self) -> Vec<(String, String)> {
+        lock(&self.shared.refusals).clone()
+    }
+
     /// Stops listening and closes every connection.
     pub fn stop(self) {}
 }
@@ -168,9 +232,14 @@ pub fn self_signed_acceptor(hostname: &str) -> Result<TlsAcceptor, String> {
 /// What every connection shares.
 struct Shared {
     greeting: Vec<u8>,
-    /// EHLO replies before and after STARTTLS.
+    /// EHLO replies before and after STARTTLS, with and without PIPELINING.
     ehlo_plain: Vec<u8>,
     ehlo_tls: Vec<u8>,
+    ehlo_plain_serial: Vec<u8>,
+    ehlo_tls_serial: Vec<u8>,
+    pipelining: std::sync::atomic::AtomicBool,
+    faults: Mutex<Vec<Fault>>,
+    refusals: Mutex<Vec<(String, String)>>,
     helo: Vec<u8>,
     tls: Option<TlsAcceptor>,
     keep_messages: bool,
@@ -184,15 +253,17 @@ struct Shared {
 impl Shared {
     fn new(config: SinkConfig) -> Self {
         let host = &config.hostname;
-        let ehlo = |starttls: bool| {
-            let mut lines = vec![
-                host.clone(),
-                "PIPELINING".into(),
+        let ehlo = |starttls: bool, pipelining: bool| {
+            let mut lines = vec![host.clone()];
+            if pipelining {
+                lines.push("PIPELINING".into());
+            }
+            lines.extend([
                 "8BITMIME".into(),
                 "SMTPUTF8".into(),
                 "ENHANCEDSTATUSCODES".into(),
                 format!("SIZE {MAX_SIZE}"),
-            ];
+            ]);
             if starttls {
                 lines.push("STARTTLS".into());
             }
@@ -206,8 +277,13 @@ impl Shared {
         };
         Self {
             greeting: format!("220 {host} ESMTP herald sink\r\n").into_bytes(),
-            ehlo_plain: ehlo(config.tls.is_some()),
-            ehlo_tls: ehlo(false),
+            ehlo_plain: ehlo(config.tls.is_some(), true),
+            ehlo_tls: ehlo(false, true),
+            ehlo_plain_serial: ehlo(config.tls.is_some(), false),
+            ehlo_tls_serial: ehlo(false, false),
+            pipelining: std::sync::atomic::AtomicBool::new(true),
+            faults: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
             helo: format!("250 {host}\r\n").into_bytes(),
             tls: config.tls,
             keep_messages: config.keep_messages,
@@ -216,6 +292,19 @@ impl Shared {
             messages: Mutex::new(Vec::new()),
             tempfails: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The scripted fault for this arrival at `stage`, if one is left.
+    fn fault(&self, stage: Stage) -> Option<Action> {
+        let mut faults = lock(&self.faults);
+        let fault = faults.iter_mut().find(|f| f.stage == stage && f.times > 0)?;
+        fault.times -= 1;
+        Some(fault.action)
+    }
+
+    fn refused(&self, rcpt: &str, reply: &[u8]) {
+        let text = String::from_utf8_lossy(reply).trim_end().to_string();
+        lock(&self.refusals).push((rcpt.to_string(), text));
     }
 
     /// `true` while `address` still has 451s to give out (and counts this one).

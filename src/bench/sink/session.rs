@@ -9,7 +9,7 @@
 //! allocation beyond its own bytes (and none at all with
 //! `keep_messages: false`).
 
-use super::{Behaviour, DataOutcome, MAX_SIZE, Shared, SinkMessage, behaviour, lock};
+use super::{Action, Behaviour, DataOutcome, MAX_SIZE, Shared, SinkMessage, Stage, behaviour, lock};
 use crate::submission::dot::DataReader;
 use smtp_proto::request::receiver::RequestReceiver;
 use smtp_proto::{Error as ParseError, Request};
@@ -26,7 +26,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One connection, upgraded on STARTTLS.
 pub(super) async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
     let mut session = Session::new(shared);
-    session.write(Reply::Greeting);
+    match session.shared.fault(Stage::Greeting) {
+        Some(Action::Drop) => return,
+        Some(Action::Reply(line)) => session.write(Reply::Line(line)),
+        Some(Action::Delay(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            session.write(Reply::Greeting);
+        }
+        None => session.write(Reply::Greeting),
+    }
     match session.serve(&mut tcp).await {
         End::Closed => session.close(&mut tcp).await,
         End::Abort => {}
@@ -50,6 +58,8 @@ pub(super) async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
 #[derive(Debug, Clone, Copy)]
 enum Reply {
     Canned(&'static [u8]),
+    /// A scripted reply line, without its CRLF.
+    Line(&'static str),
     Greeting,
     Ehlo,
     Helo,
@@ -76,6 +86,8 @@ enum Step {
     StartTls,
     /// Reply, then close.
     Close(Reply),
+    /// Close without a reply (a scripted fault).
+    Abort,
 }
 
 enum End {
@@ -156,9 +168,20 @@ impl Session {
     fn write(&mut self, reply: Reply) {
         let bytes: &[u8] = match reply {
             Reply::Canned(bytes) => bytes,
+            Reply::Line(line) => {
+                self.out.extend_from_slice(line.as_bytes());
+                b"\r\n"
+            }
             Reply::Greeting => &self.shared.greeting,
-            Reply::Ehlo if self.tls => &self.shared.ehlo_tls,
-            Reply::Ehlo => &self.shared.ehlo_plain,
+            Reply::Ehlo => {
+                let pipelining = self.shared.pipelining.load(std::sync::atomic::Ordering::Relaxed);
+                match (self.tls, pipelining) {
+                    (true, true) => &self.shared.ehlo_tls,
+                    (true, false) => &self.shared.ehlo_tls_serial,
+                    (false, true) => &self.shared.ehlo_plain,
+                    (false, false) => &self.shared.ehlo_plain_serial,
+                }
+            }
             Reply::Helo => &self.shared.helo,
         };
         self.out.extend_from_slice(bytes);
@@ -207,12 +230,35 @@ impl Session {
                         continue;
                     }
                     data = None;
-                    let reply = self.end_of_data(stream).await;
-                    self.write(reply);
+                    match self.end_of_data(stream).await {
+                        Some(reply) => self.write(reply),
+                        None => {
+                            self.flush(stream).await;
+                            return End::Abort;
+                        }
+                    }
                     continue;
                 }
                 let step = match requests.ingest(&mut bytes) {
-                    Ok(request) => self.dispatch(request),
+                    Ok(request) => {
+                        let stage = stage_of(&request);
+                        match stage.and_then(|stage| self.shared.fault(stage)).map(|a| (stage, a)) {
+                            Some((Some(Stage::StartTls), Action::Drop)) => {
+                                // Say yes, then hang up: the handshake fails.
+                                self.write(Reply::Canned(b"220 2.0.0 Ready to start TLS\r\n"));
+                                self.flush(stream).await;
+                                return End::Abort;
+                            }
+                            Some((_, Action::Drop)) => Step::Abort,
+                            Some((_, Action::Reply(line))) => Step::Reply(Reply::Line(line)),
+                            Some((_, Action::Delay(ms))) => {
+                                self.flush(stream).await;
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                self.dispatch(request)
+                            }
+                            None => self.dispatch(request),
+                        }
+                    }
                     Err(ParseError::NeedsMoreData { .. }) => break,
                     Err(e) => parse_error(e),
                 };
@@ -232,6 +278,10 @@ impl Session {
                     Step::Close(reply) => {
                         self.write(reply);
                         return End::Closed;
+                    }
+                    Step::Abort => {
+                        self.flush(stream).await;
+                        return End::Abort;
                     }
                 }
             }
@@ -308,7 +358,14 @@ impl Session {
             return Reply::Canned(b"503 5.5.1 Need MAIL first\r\n");
         }
         let outcome = match behaviour(to) {
-            Behaviour::Reject => return NO_SUCH_USER,
+            Behaviour::Reject => {
+                if let Reply::Canned(bytes) = NO_SUCH_USER {
+                    self.shared.refused(to, bytes);
+                }
+                return NO_SUCH_USER;
+            }
+            Behaviour::Flaky(times) if self.shared.tempfail(&format!("flaky:{to}"), times) => DataOutcome::Drop,
+            Behaviour::Flaky(_) => DataOutcome::Accept,
             Behaviour::TempFail(times) if self.shared.tempfail(to, times) => return TEMPFAIL,
             Behaviour::TempFail(_) => DataOutcome::Accept,
             Behaviour::Accept(outcome) => outcome,
@@ -330,15 +387,40 @@ impl Session {
         Step::Data
     }
 
-    /// The message in `self.body` is complete: answer, and record it if accepted.
-    async fn end_of_data<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Reply {
+    /// The message in `self.body` is complete: the answer (`None`: hang
+    /// up without one), recording the message if accepted.
+    async fn end_of_data<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Option<Reply> {
         let outcome = self.envelope.outcome;
         self.envelope.active = false;
+        match self.shared.fault(Stage::EndOfData) {
+            Some(Action::Drop) => return None,
+            Some(Action::Reply(line)) => {
+                if line.starts_with('5') {
+                    for rcpt in self.envelope.rcpts() {
+                        self.shared.refused(rcpt, line.as_bytes());
+                    }
+                }
+                return Some(Reply::Line(line));
+            }
+            Some(Action::Delay(ms)) => {
+                self.flush(stream).await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            None => {}
+        }
         match outcome {
-            DataOutcome::DataFail => return CONTENT_REJECTED,
-            DataOutcome::TempData => return NO_STORAGE,
+            DataOutcome::DataFail => {
+                if let Reply::Canned(bytes) = CONTENT_REJECTED {
+                    for rcpt in self.envelope.rcpts() {
+                        self.shared.refused(rcpt, bytes);
+                    }
+                }
+                return Some(CONTENT_REJECTED);
+            }
+            DataOutcome::TempData => return Some(NO_STORAGE),
+            DataOutcome::DropAtEnd => return None,
             // Caught at the first DATA bytes; an empty read cannot get here.
-            DataOutcome::Drop => return CONTENT_REJECTED,
+            DataOutcome::Drop => return Some(CONTENT_REJECTED),
             DataOutcome::Slow(ms) => {
                 self.flush(stream).await;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -356,7 +438,19 @@ impl Session {
             lock(&self.shared.messages).push(message);
         }
         self.shared.count.send_modify(|count| *count += 1);
-        QUEUED
+        Some(QUEUED)
+    }
+}
+
+/// The scripted-fault stage a command reaches, if any.
+fn stage_of(request: &Request<Cow<'_, str>>) -> Option<Stage> {
+    match request {
+        Request::Ehlo { .. } | Request::Helo { .. } => Some(Stage::Ehlo),
+        Request::StartTls => Some(Stage::StartTls),
+        Request::Mail { .. } => Some(Stage::Mail),
+        Request::Rcpt { .. } => Some(Stage::Rcpt),
+        Request::Data => Some(Stage::Data),
+        _ => None,
     }
 }
 
