@@ -64,8 +64,8 @@ impl Verbs for Session {
         match pending {}
     }
 
-    async fn message(&mut self, body: &mut Vec<u8>) -> Reply {
-        data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await
+    async fn message(&mut self, body: &mut Vec<u8>) -> Step {
+        Step::Reply(data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await)
     }
 
     fn too_big(&mut self) -> Reply {

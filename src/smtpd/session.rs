@@ -40,7 +40,8 @@ pub enum Step<P> {
     StartTls(Reply),
     /// Send a challenge; the next line is the client's response.
     Challenge(Reply, P),
-    /// Close at once, without another byte (a test sink's fault).
+    /// Write the replies already due, then close without another (a
+    /// test sink's fault).
     Abort,
 }
 
@@ -61,9 +62,15 @@ pub trait Verbs {
         true
     }
 
+    /// Called before [`Verbs::command`]: a pause to make first (the test
+    /// sink's scripted delays). Replies already due are written before it.
+    fn pause(&mut self, _request: &Request<Cow<'_, str>>) -> Option<Duration> {
+        None
+    }
+
     /// The message, dot-unstuffed, after `<CRLF>.<CRLF>`. The verb may take
     /// `body`; what it leaves is cleared and reused.
-    fn message(&mut self, body: &mut Vec<u8>) -> impl Future<Output = Reply> + Send;
+    fn message(&mut self, body: &mut Vec<u8>) -> impl Future<Output = Step<Self::Pending>> + Send;
 
     /// The message grew past `max_message_size` and was read to its end
     /// and thrown away; the transaction is over.
@@ -259,72 +266,33 @@ where
         };
         let mut bytes = buf[..n].iter();
         while !bytes.as_slice().is_empty() {
-            match &mut input {
-                Input::Command => {
-                    let step = match command::read(&mut requests, &mut bytes, &mut line, rules.max_line_length) {
-                        Command::Incomplete => break,
-                        Command::Overlong(r) => {
-                            wire.reply(&r);
-                            return End::Closed;
-                        }
-                        Command::Refuse(r) => Step::Reply(r),
-                        Command::Control => {
-                            tracing::info!(peer = %verbs.peer(), "command with control bytes refused");
-                            rules.counters.count(Refusal::ControlBytes);
-                            Step::Reply(command::control_refused())
-                        }
-                        Command::Request(request) => verbs.command(request).await,
-                        Command::Path { line, path } => match Request::parse(&mut line.iter()) {
-                            Ok(Request::Mail { mut from }) => {
-                                from.address = Cow::Owned(path);
-                                verbs.command(Request::Mail { from }).await
-                            }
-                            Ok(Request::Rcpt { mut to }) => {
-                                to.address = Cow::Owned(path);
-                                verbs.command(Request::Rcpt { to }).await
-                            }
-                            Ok(other) => verbs.command(other).await,
-                            Err(e) => Step::Reply(super::reply::common::parse_error(e)),
-                        },
-                    };
-                    match step {
-                        Step::Reply(r) => wire.reply(&r),
-                        Step::Close(r) => {
-                            wire.reply(&r);
-                            return End::Closed;
-                        }
-                        Step::Farewell(r, bye) => {
-                            wire.reply(&r);
-                            wire.reply(&bye);
-                            return End::Closed;
-                        }
-                        Step::Abort => return End::Abort,
-                        Step::Data(r) => {
-                            wire.reply(&r);
-                            body.clear();
-                            input = Input::Data { rx: DataReader::new(), started: Instant::now(), received: 0 };
-                            // The 354 goes out before the message is read.
-                            if !wire.flush().await {
-                                return End::Closed;
-                            }
-                        }
-                        Step::StartTls(r) => {
-                            wire.reply(&r);
-                            if !bytes.as_slice().is_empty() {
-                                // Commands pipelined behind STARTTLS would be
-                                // injected into the TLS session (CVE-2011-0411).
-                                tracing::warn!(peer = %verbs.peer(), "discarding data pipelined after STARTTLS");
-                            }
-                            return if wire.flush().await { End::StartTls } else { End::Closed };
-                        }
-                        Step::Challenge(r, pending) => {
-                            wire.reply(&r);
-                            input = Input::Challenge { rx: LineReceiver::new(()), pending };
-                        }
+            let step = match &mut input {
+                Input::Command => match command::read(&mut requests, &mut bytes, &mut line, rules.max_line_length) {
+                    Command::Incomplete => break,
+                    Command::Overlong(r) => Step::Close(r),
+                    Command::Refuse(r) => Step::Reply(r),
+                    Command::Control => {
+                        tracing::info!(peer = %verbs.peer(), "command with control bytes refused");
+                        rules.counters.count(Refusal::ControlBytes);
+                        Step::Reply(command::control_refused())
                     }
-                }
+                    Command::Request(request) => run_verb(wire, verbs, request).await,
+                    Command::Path { line, path } => match Request::parse(&mut line.iter()) {
+                        Ok(Request::Mail { mut from }) => {
+                            from.address = Cow::Owned(path);
+                            run_verb(wire, verbs, Request::Mail { from }).await
+                        }
+                        Ok(Request::Rcpt { mut to }) => {
+                            to.address = Cow::Owned(path);
+                            run_verb(wire, verbs, Request::Rcpt { to }).await
+                        }
+                        Ok(other) => run_verb(wire, verbs, other).await,
+                        Err(e) => Step::Reply(super::reply::common::parse_error(e)),
+                    },
+                },
                 Input::Data { rx, started, received } => {
                     if *received == 0 && !verbs.data_started() {
+                        wire.flush().await;
                         return End::Abort;
                     }
                     let before = bytes.len();
@@ -332,13 +300,15 @@ where
                     *received += before - bytes.len();
                     if ended {
                         input = Input::Command;
-                        let reply = verbs.message(&mut body).await;
+                        let step = verbs.message(&mut body).await;
                         body.clear();
-                        wire.reply(&reply);
-                    } else if body.len() > rules.max_message_size {
-                        let tail = body.split_off(body.len().saturating_sub(2));
-                        body = tail;
-                        input = Input::Discard { rx: std::mem::take(rx), started: *started, received: *received };
+                        step
+                    } else {
+                        if body.len() > rules.max_message_size {
+                            body = body.split_off(body.len().saturating_sub(2));
+                            input = Input::Discard { rx: std::mem::take(rx), started: *started, received: *received };
+                        }
+                        continue;
                     }
                 }
                 Input::Discard { rx, received, .. } => {
@@ -346,11 +316,12 @@ where
                     let ended = rx.ingest(&mut bytes, &mut body);
                     *received += before - bytes.len();
                     body.drain(..body.len().saturating_sub(2));
-                    if ended {
-                        input = Input::Command;
-                        body = Vec::new();
-                        wire.reply(&verbs.too_big());
+                    if !ended {
+                        continue;
                     }
+                    input = Input::Command;
+                    body = Vec::new();
+                    Step::Reply(verbs.too_big())
                 }
                 Input::Challenge { rx, .. } => {
                     if !rx.ingest(&mut bytes) {
@@ -362,31 +333,68 @@ where
                     }
                     let text = std::mem::take(&mut rx.buf);
                     let Input::Challenge { pending, .. } = std::mem::replace(&mut input, Input::Command) else { continue };
-                    let step = if text.iter().copied().any(command::is_control) {
+                    if text.iter().copied().any(command::is_control) {
                         rules.counters.count(Refusal::ControlBytes);
                         Step::Reply(command::control_refused())
                     } else {
                         verbs.respond(pending, &text).await
-                    };
-                    match step {
-                        Step::Challenge(r, next) => {
-                            wire.reply(&r);
-                            input = Input::Challenge { rx: LineReceiver::new(()), pending: next };
-                        }
-                        Step::Close(r) => {
-                            wire.reply(&r);
-                            return End::Closed;
-                        }
-                        Step::Farewell(r, bye) => {
-                            wire.reply(&r);
-                            wire.reply(&bye);
-                            return End::Closed;
-                        }
-                        Step::Abort => return End::Abort,
-                        Step::Reply(r) | Step::Data(r) | Step::StartTls(r) => wire.reply(&r),
                     }
+                }
+            };
+            // The one place a verb's decision is carried out.
+            match step {
+                Step::Reply(r) => wire.reply(&r),
+                Step::Close(r) => {
+                    wire.reply(&r);
+                    return End::Closed;
+                }
+                Step::Farewell(r, bye) => {
+                    wire.reply(&r);
+                    wire.reply(&bye);
+                    return End::Closed;
+                }
+                Step::Abort => {
+                    // Replies already due go out; then hang up mid-conversation.
+                    wire.flush().await;
+                    return End::Abort;
+                }
+                Step::Data(r) => {
+                    wire.reply(&r);
+                    body.clear();
+                    input = Input::Data { rx: DataReader::new(), started: Instant::now(), received: 0 };
+                    // The 354 goes out before the message is read.
+                    if !wire.flush().await {
+                        return End::Closed;
+                    }
+                }
+                Step::StartTls(r) => {
+                    wire.reply(&r);
+                    if !bytes.as_slice().is_empty() {
+                        // Commands pipelined behind STARTTLS would be
+                        // injected into the TLS session (CVE-2011-0411).
+                        tracing::warn!(peer = %verbs.peer(), "discarding data pipelined after STARTTLS");
+                    }
+                    return if wire.flush().await { End::StartTls } else { End::Closed };
+                }
+                Step::Challenge(r, pending) => {
+                    wire.reply(&r);
+                    input = Input::Challenge { rx: LineReceiver::new(()), pending };
                 }
             }
         }
     }
+}
+
+/// Hands one command to the verbs, after the pause they ask for (replies
+/// already due are written first, so the pause is seen where it belongs).
+async fn run_verb<S, V>(wire: &mut Wire<S>, verbs: &mut V, request: Request<Cow<'_, str>>) -> Step<V::Pending>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    V: Verbs,
+{
+    if let Some(pause) = verbs.pause(&request) {
+        wire.flush().await;
+        tokio::time::sleep(pause).await;
+    }
+    verbs.command(request).await
 }

@@ -16,8 +16,7 @@ mod rcpt;
 mod session;
 pub mod throttle;
 
-// The kit's parts, where the other listeners found them before the kit.
-pub(crate) use crate::smtpd::dot;
+// The kit's parts, where other modules found them before the kit.
 pub use crate::smtpd::{Reply, reply, stopping};
 pub use passwords::{Users, hash_password};
 pub use listener::{Acceptors, Listener, spawn_listeners};

@@ -119,8 +119,8 @@ impl Verbs for Session {
         auth::respond(&mut self.state, &self.ctx, pending, line).await
     }
 
-    async fn message(&mut self, body: &mut Vec<u8>) -> Reply {
-        data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await
+    async fn message(&mut self, body: &mut Vec<u8>) -> Step {
+        Step::Reply(data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await)
     }
 
     fn too_big(&mut self) -> Reply {
