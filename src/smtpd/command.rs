@@ -78,13 +78,14 @@ where
         Err(ParseError::NeedsMoreData { .. }) => return Command::Incomplete,
         _ if too_long => Command::Refuse(Reply::new(500, [5, 5, 2], "Line too long")),
         _ if line.control => Command::Control,
-        _ if envelope_path(&line.raw).is_some() => match envelope_path(&line.raw) {
+        parsed => match envelope_path(&line.raw) {
             Some(Ok((line, path))) => Command::Path { line, path },
             Some(Err(reply)) => Command::Refuse(reply),
-            None => Command::Refuse(common::syntax("Syntax error")),
+            None => match parsed {
+                Ok(request) => Command::Request(request),
+                Err(e) => Command::Refuse(common::parse_error(e)),
+            },
         },
-        Ok(request) => Command::Request(request),
-        Err(e) => Command::Refuse(common::parse_error(e)),
     };
     line.len = 0;
     line.control = false;
