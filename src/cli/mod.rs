@@ -123,5 +123,23 @@ pub fn init_logging(level: &str) {
     use std::io::IsTerminal;
     // Colours only for a person at a terminal, never into log files.
     let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(|| QuietStderr).try_init();
+}
+
+/// Standard error that drops what it cannot write. When stderr goes to a
+/// file on a full disk, tracing-subscriber reports a failed write with
+/// `eprintln!`, which panics on the same full disk: a log line must never
+/// take the relay down (it restarts itself once the disk has room again).
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
