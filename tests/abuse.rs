@@ -210,3 +210,22 @@ async fn bounce_intake_cuts_slow_clients_too() {
     assert!(said.starts_with("220 ") && said.contains("\r\n421 4.4.2 "), "{said}");
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// A client that sends and never reads cannot park a session on a
+/// blocked write: replies must be taken within the command deadline.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut() {
+    let relay = TestRelay::start_with(|c| c.limits.command_timeout_secs = 1).await;
+    let mut tcp = tokio::net::TcpStream::connect(relay.starttls_addr()).await.unwrap();
+    let noops = b"NOOP\r\n".repeat(10_000);
+    let started = Instant::now();
+    loop {
+        // Once the relay has given up, writes fail (the peer is gone).
+        match tokio::time::timeout(Duration::from_secs(30), tcp.write_all(&noops)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => panic!("a write blocked for 30 s: the relay still holds the session"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the relay still reads after {:?}", started.elapsed());
+    }
+}

@@ -39,7 +39,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(ctx: Arc<Context>, stream: S
     tracing::debug!(%peer, "bounce connection");
     let rules = ctx.rules.clone();
     let mut shutdown = ctx.shutdown.clone();
-    let mut wire = Wire::new(stream, Instant::now() + rules.lifetime);
+    let mut wire = Wire::new(stream, Instant::now() + rules.lifetime, rules.command);
     wire.reply(&Reply::plain(220, format!("{} ESMTP herald bounce intake", ctx.hostname)));
     let mut session = Session { ctx, state: State { peer, helo: None, tx: None } };
     match serve(&mut wire, &mut session, &rules, &mut shutdown).await {

@@ -1,6 +1,7 @@
 //! Who may open a session: at most `limits.max_connections` at once, and
-//! at most `limits.max_connections_per_ip` from one client address, so one
-//! address cannot hold every slot. The per-address table holds only
+//! at most `limits.max_connections_per_ip` from one client address (an
+//! IPv6 client: its /64, the block one subscriber usually holds), so one
+//! client cannot hold every slot. The per-address table holds only
 //! addresses with a live session, so it never outgrows the total limit.
 
 use super::{Counters, Refusal, Reply};
@@ -47,7 +48,7 @@ impl Gate {
     /// Admits a session from `ip`, or says which limit refuses it (the
     /// reply to send before closing).
     pub fn admit(&self, ip: IpAddr) -> Result<Pass, Reply> {
-        let ip = ip.to_canonical();
+        let ip = client_key(ip);
         let Ok(total) = self.total.clone().try_acquire_owned() else {
             self.counters.count(Refusal::Connections);
             return Err(Reply::new(421, [4, 7, 0], "Too many connections, try again later"));
@@ -67,6 +68,15 @@ impl Gate {
     /// Resolves once every admitted session has ended.
     pub async fn drained(&self) {
         let _ = self.total.acquire_many(self.max_total as u32).await;
+    }
+}
+
+/// The client a limit counts: an IPv4 address (IPv4-mapped IPv6 too), or
+/// an IPv6 /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
     }
 }
 
@@ -99,6 +109,20 @@ mod tests {
         assert!(gate.admit(a).is_ok());
         // Mapped and plain IPv4 are one address.
         assert!(gate.per_ip.lock().unwrap().contains_key(&"192.0.2.2".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn clients() {
+        let cases = [
+            ("192.0.2.1", "192.0.2.1"),
+            ("::ffff:192.0.2.1", "192.0.2.1"),
+            ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"),
+            ("2001:db8:1:2::ffff", "2001:db8:1:2::"),
+            ("::1", "::"),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(client_key(ip.parse().unwrap()), want.parse::<IpAddr>().unwrap(), "{ip}");
+        }
     }
 
     #[test]

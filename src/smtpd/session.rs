@@ -123,11 +123,14 @@ pub struct Wire<S> {
     pub stream: S,
     out: Vec<u8>,
     pub ends_at: Instant,
+    /// A client that stops reading cannot hold a session either: each
+    /// write must finish within this (and before `ends_at`).
+    write_timeout: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    pub fn new(stream: S, ends_at: Instant) -> Self {
-        Self { stream, out: Vec::with_capacity(1024), ends_at }
+    pub fn new(stream: S, ends_at: Instant, write_timeout: Duration) -> Self {
+        Self { stream, out: Vec::with_capacity(1024), ends_at, write_timeout }
     }
 
     /// The one reply writer.
@@ -139,20 +142,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         if self.out.is_empty() {
             return true;
         }
-        let ok = self.stream.write_all(&self.out).await.is_ok() && self.stream.flush().await.is_ok();
+        let deadline = self.ends_at.min(Instant::now() + self.write_timeout);
+        let write = async { self.stream.write_all(&self.out).await.is_ok() && self.stream.flush().await.is_ok() };
+        let ok = tokio::time::timeout_at(deadline, write).await.unwrap_or(false);
         self.out.clear();
         ok
     }
 
-    /// Writes what is pending, then closes.
+    /// Writes what is pending (a last reply may pass the session's end by
+    /// a few seconds), then closes.
     pub async fn close(&mut self) {
-        let _ = tokio::time::timeout_at(self.ends_at.max(Instant::now() + Duration::from_secs(5)), self.flush()).await;
-        let _ = self.stream.shutdown().await;
+        self.ends_at = self.ends_at.max(Instant::now() + Duration::from_secs(5));
+        self.write_timeout = self.write_timeout.min(Duration::from_secs(5));
+        self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await;
     }
 
-    /// The stream, for the TLS handshake, and the session's end.
-    pub fn into_parts(self) -> (S, Instant) {
-        (self.stream, self.ends_at)
+    /// The stream, for the TLS handshake, the session's end and the write
+    /// timeout.
+    pub fn into_parts(self) -> (S, Instant, Duration) {
+        (self.stream, self.ends_at, self.write_timeout)
     }
 }
 

@@ -70,18 +70,18 @@ pub struct Session {
 pub async fn run_plain(ctx: SharedContext, stream: tokio::net::TcpStream, peer: SocketAddr, mode: ListenerMode) {
     let rules = ctx.rules.clone();
     let mut shutdown = ctx.shutdown.clone();
-    let mut wire = Wire::new(stream, Instant::now() + rules.lifetime);
+    let mut wire = Wire::new(stream, Instant::now() + rules.lifetime, rules.command);
     let mut session = Session { state: State::new(&ctx, peer, mode, false), ctx: ctx.clone() };
     session.greet(&mut wire);
     match serve(&mut wire, &mut session, &rules, &mut shutdown).await {
         End::StartTls => {
             let Some(acceptor) = ctx.tls.clone() else { return };
-            let (stream, ends_at) = wire.into_parts();
+            let (stream, ends_at, write_timeout) = wire.into_parts();
             let handshake = tokio::time::timeout_at(ends_at.min(Instant::now() + rules.command), acceptor.accept(stream));
             match handshake.await {
                 // RFC 3207 §4.2: after TLS the client starts over with EHLO.
                 Ok(Ok(tls)) => {
-                    let mut wire = Wire::new(tls, ends_at);
+                    let mut wire = Wire::new(tls, ends_at, write_timeout);
                     let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx };
                     if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {
                         wire.close().await;
@@ -100,7 +100,7 @@ pub async fn run_plain(ctx: SharedContext, stream: tokio::net::TcpStream, peer: 
 pub async fn run_tls<S: AsyncRead + AsyncWrite + Unpin>(ctx: SharedContext, stream: S, peer: SocketAddr, mode: ListenerMode, ends_at: Instant) {
     let rules = ctx.rules.clone();
     let mut shutdown = ctx.shutdown.clone();
-    let mut wire = Wire::new(stream, ends_at);
+    let mut wire = Wire::new(stream, ends_at, rules.command);
     let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx };
     session.greet(&mut wire);
     if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {

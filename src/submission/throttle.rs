@@ -14,6 +14,7 @@
 //! entries go first, then the least recently active.
 
 use crate::clock::SharedClock;
+use crate::smtpd::gate::client_key as key;
 use crate::smtpd::{Counters, Refusal};
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -150,14 +151,6 @@ impl Drop for Ticket {
         if let Some(e) = table.get_mut(&self.key) {
             e.pending = e.pending.saturating_sub(1);
         }
-    }
-}
-
-/// IPv4 per address, IPv6 per /64.
-fn key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        v4 => v4,
     }
 }
 

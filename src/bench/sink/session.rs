@@ -42,7 +42,7 @@ pub(super) fn rules(hostname: &str) -> Rules {
 pub(super) async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
     let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let rules = shared.rules.clone();
-    let mut wire = Wire::new(tcp, Instant::now() + rules.lifetime);
+    let mut wire = Wire::new(tcp, Instant::now() + rules.lifetime, rules.command);
     match shared.fault(Stage::Greeting) {
         Some(Action::Drop) => return,
         Some(Action::Reply(line)) => wire.reply(&line_reply(line)),
@@ -60,7 +60,7 @@ pub(super) async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
         End::Abort => {}
         End::StartTls => {
             let Some(acceptor) = session.shared.tls.clone() else { return };
-            let (tcp, ends_at) = wire.into_parts();
+            let (tcp, ends_at, write_timeout) = wire.into_parts();
             let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
             };
@@ -68,7 +68,7 @@ pub(super) async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
             session.tls = true;
             session.helo = None;
             session.envelope.reset();
-            let mut wire = Wire::new(tls, ends_at);
+            let mut wire = Wire::new(tls, ends_at, write_timeout);
             if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {
                 wire.close().await;
             }
