@@ -21,6 +21,7 @@ pub mod dkim;
 pub mod domains;
 pub mod id;
 pub mod inbound;
+pub mod inspect;
 pub mod memory;
 pub mod message;
 pub mod policy;

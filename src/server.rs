@@ -41,7 +41,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let store = Store::open(&data_dir, config.store.cache_mb)
         .map_err(|e| format!("`server.data_dir`: cannot open the database in {}: {e} (is another herald running on it?)", data_dir.display()))?;
     store.disk().set_floor_mb(config.store.min_free_mb);
-    let tls = if config.listeners.iter().any(|l| l.tls != ListenerTls::None) { Some(tls_acceptor(config)?) } else { None };
+    let tls = if config.listeners.iter().any(|l| l.tls != ListenerTls::None) { Some(tls_acceptor(config, clock.now_ms() / 1000)?) } else { None };
     let mut listeners = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let bound = Listener::bind(l).await.map_err(|e| format!("`listener[{i}].address`: cannot listen on {}: {e}", l.address))?;
@@ -190,11 +190,14 @@ async fn wait_for_signal() {
     }
 }
 
-fn tls_acceptor(config: &Config) -> Result<tokio_rustls::TlsAcceptor, String> {
+fn tls_acceptor(config: &Config, now_secs: i64) -> Result<tokio_rustls::TlsAcceptor, String> {
     let (cert, key) = (config.resolve(&config.tls.cert), config.resolve(&config.tls.key));
     if !cert.exists() && !key.exists() && config.tls.self_signed_if_missing {
-        tracing::warn!(cert = %cert.display(), "no TLS certificate; generating a self-signed one (set `tls.cert` and `tls.key` for a real one)");
-        crate::tls::generate_self_signed(&config.server.hostname, &cert, &key).map_err(|e| format!("`tls.cert`: {e}"))?;
+        tracing::warn!(cert = %cert.display(), "no TLS certificate; generating a self-signed one for one year (set `tls.cert` and `tls.key` for a real one)");
+        crate::tls::generate_self_signed(&config.server.hostname, &cert, &key, now_secs).map_err(|e| format!("`tls.cert`: {e}"))?;
+    } else if config.tls.self_signed_if_missing && crate::tls::own_certificate_expired(&cert, now_secs) {
+        tracing::warn!(cert = %cert.display(), "herald's self-signed certificate has expired; generating a new one for one year");
+        crate::tls::generate_self_signed(&config.server.hostname, &cert, &key, now_secs).map_err(|e| format!("`tls.cert`: {e}"))?;
     }
     crate::tls::acceptor(&cert, &key).map_err(|e| format!("`tls.cert`/`tls.key`: {e}"))
 }

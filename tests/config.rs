@@ -212,3 +212,14 @@ fn binary_refuses_bad_config() {
         assert!(stderr.contains("limits.max_line_length") && stderr.contains("listener[0].address"), "{stderr}");
     }
 }
+
+#[test]
+fn bare_newline_takes_normalize_or_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse("", "empty", dir.path()).unwrap();
+    assert_eq!(config.limits.bare_newline, herald::config::BareNewline::Normalize, "the default");
+    let config = Config::parse("[limits]\nbare_newline = \"reject\"\n", "test", dir.path()).unwrap();
+    assert_eq!(config.limits.bare_newline, herald::config::BareNewline::Reject);
+    let err = Config::parse("[limits]\nbare_newline = \"strict\"\n", "test", dir.path()).expect_err("refused").to_string();
+    assert!(err.contains("bare_newline") && err.contains("`normalize`") && err.contains("`reject`"), "{err}");
+}

@@ -133,7 +133,7 @@ async fn slow_delays_the_reply_to_data() {
 async fn starttls_is_offered_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    herald::tls::generate_self_signed("localhost", &cert, &key).unwrap();
+    herald::tls::generate_self_signed("localhost", &cert, &key, std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64).unwrap();
     let sink = start(Some(herald::tls::acceptor(&cert, &key).unwrap()), true).await;
 
     let (mut c, _) = Client::connect(sink.addr()).await.unwrap();

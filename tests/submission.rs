@@ -118,23 +118,32 @@ async fn allowed_network_submits_without_auth() {
     assert_eq!(record.auth_user, None);
 }
 
-/// Each sequence a smuggler might use as an end of data. None may end
-/// DATA here; the message holding it is refused as a whole and the
-/// commands hidden behind it are never executed.
+/// Each sequence a smuggler might use as an end of data.
+const SMUGGLING: &[&[u8]] = &[b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r\n\x00.\r\n", b"\r.\r\n", b"\n.\r", b"\r\n.\n", b"\r\n.\r\r\n"];
+
+/// A message whose first part ends in `seq`, followed by the commands of a
+/// second, smuggled transaction and a real end of data.
+fn smuggling_data(seq: &[u8]) -> Vec<u8> {
+    let mut data = b"From: a@customer.example\r\nSubject: s\r\n\r\nfirst".to_vec();
+    data.extend_from_slice(seq);
+    data.extend_from_slice(b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nFrom: evil@customer.example\r\n\r\nsmuggled\r\n.\r\n");
+    data
+}
+
+/// With `limits.bare_newline = "reject"` none of the sequences may end
+/// DATA; the message holding one is refused as a whole and the commands
+/// hidden behind it are never executed.
 #[tokio::test]
 async fn smuggling_sequences_do_not_end_data_and_are_refused() {
-    let relay = TestRelay::start().await;
-    let sequences: &[&[u8]] = &[b"\n.\n", b"\n.\r\n", b"\r.\r", b"\r\n.\r", b"\r\n\x00.\r\n", b"\r.\r\n", b"\n.\r", b"\r\n.\n", b"\r\n.\r\r\n"];
+    let relay = TestRelay::start_with(|c| c.limits.bare_newline = herald::config::BareNewline::Reject).await;
+    let sequences = SMUGGLING;
     let mut c = relay.authed().await;
     for seq in sequences {
         for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
             let reply = c.command(r).await.unwrap();
             assert!(reply.code == 250 || reply.code == 354, "{r}: {reply:?}");
         }
-        let mut data = b"From: a@customer.example\r\nSubject: s\r\n\r\nfirst".to_vec();
-        data.extend_from_slice(seq);
-        data.extend_from_slice(b"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\nFrom: evil@customer.example\r\n\r\nsmuggled\r\n.\r\n");
-        c.send_raw(&data).await.unwrap();
+        c.send_raw(&smuggling_data(seq)).await.unwrap();
         let r = c.read_reply().await.unwrap();
         assert_eq!((r.code, r.status()), (550, Some("5.5.2")), "sequence {:?}: {r:?}", String::from_utf8_lossy(seq));
         // The next reply must answer our NOOP, not a smuggled command.
@@ -142,6 +151,73 @@ async fn smuggling_sequences_do_not_end_data_and_are_refused() {
         assert_eq!(r.code, 250, "sequence {:?}: {r:?}", String::from_utf8_lossy(seq));
     }
     assert_eq!(relay.running().store.messages().count(), 0, "nothing may be queued");
+}
+
+/// With the default `normalize`, a sequence made of bare LFs ends no
+/// DATA either: the whole input is one message whose lines end in CRLF,
+/// the smuggled commands are its content. Bare CR and NUL are refused.
+#[tokio::test]
+async fn smuggling_sequences_stay_inside_one_message_when_normalized() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let store = &relay.running().store;
+    for seq in SMUGGLING {
+        let before = store.messages().count();
+        for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
+            let reply = c.command(r).await.unwrap();
+            assert!(reply.code == 250 || reply.code == 354, "{r}: {reply:?}");
+        }
+        c.send_raw(&smuggling_data(seq)).await.unwrap();
+        let r = c.read_reply().await.unwrap();
+        let shown = String::from_utf8_lossy(seq);
+        if seq.iter().enumerate().any(|(i, &b)| b == 0 || (b == b'\r' && seq.get(i + 1) != Some(&b'\n'))) {
+            assert_eq!((r.code, r.status()), (550, Some("5.5.2")), "sequence {shown:?}: {r:?}");
+            assert_eq!(store.messages().count(), before, "sequence {shown:?}");
+        } else {
+            let id = queued_id(&r);
+            assert_eq!(store.messages().count(), before + 1, "sequence {shown:?}: exactly one message");
+            let body = store.body(&id).unwrap().unwrap();
+            let text = String::from_utf8_lossy(&body);
+            assert!(text.starts_with("From: a@customer.example\r\nSubject: s\r\n\r\nfirst\r\n"), "sequence {shown:?}: {text:?}");
+            assert!(text.contains("\r\nMAIL FROM:<evil@attacker.example>\r\n") && text.ends_with("\r\nsmuggled\r\n"), "sequence {shown:?}: {text:?}");
+            assert!(herald::message::find_forbidden(&body).is_none(), "sequence {shown:?}: {text:?}");
+        }
+        let r = c.command("NOOP").await.unwrap();
+        assert_eq!(r.code, 250, "sequence {shown:?}: {r:?}");
+    }
+}
+
+/// An LF-only message (curl with an LF file, some PHP mailers) is taken
+/// and stored with CRLF line ends, dot-unstuffed.
+#[tokio::test]
+async fn lf_only_message_is_stored_with_crlf() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    for r in ["MAIL FROM:<a@customer.example>", "RCPT TO:<b@example.net>", "DATA"] {
+        c.command(r).await.unwrap();
+    }
+    c.send_raw(b"From: a@customer.example\nSubject: lf\n\nline\n..dotted\nend\r\n.\r\n").await.unwrap();
+    let id = queued_id(&c.read_reply().await.unwrap());
+    let stored = relay.running().store.body(&id).unwrap().unwrap();
+    assert_eq!(String::from_utf8_lossy(&stored), "From: a@customer.example\r\nSubject: lf\r\n\r\nline\r\n.dotted\r\nend\r\n");
+}
+
+/// A line over 998 bytes (RFC 5322 §2.1.1) is refused at once, naming
+/// the line and the limit; 998 is taken.
+#[tokio::test]
+async fn line_over_998_bytes_is_refused_with_550_5_6_0() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let cases = [(998, 250, None), (999, 550, Some("line 2 is 999 bytes long; the limit is 998 bytes")), (100_000, 550, Some("line 2 is 100000 bytes long"))];
+    for (len, code, words) in cases {
+        let body = format!("From: a@customer.example\r\nX-Long: {}\r\n\r\nbody\r\n", "a".repeat(len - 8));
+        let r = c.send_message("a@customer.example", &["b@example.net"], body.as_bytes()).await.unwrap();
+        assert_eq!(r.code, code, "{len}: {r:?}");
+        if let Some(words) = words {
+            assert_eq!(r.status(), Some("5.6.0"), "{r:?}");
+            assert!(r.text().contains(words), "{len}: {r:?}");
+        }
+    }
 }
 
 /// DATA fed in small chunks still ends only at CRLF.CRLF.

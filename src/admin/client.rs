@@ -3,7 +3,10 @@
 //! the same [`super::types`] the server answers with, and keeps each
 //! answer's JSON text too, for `--json` output.
 
-use super::types::{AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, MessageV1, QueueListV1, QueueSummaryV1, VerificationV1};
+use super::types::{
+    AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageV1, QueueListV1, QueueSummaryV1,
+    VerificationV1,
+};
 use crate::id::MessageId;
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -134,6 +137,19 @@ impl AdminClient {
 
     pub fn remove_domain(&self, domain: &str) -> Result<Answer<DomainV1>, ClientError> {
         self.call("DELETE", &format!("/api/domains/{}", segment(domain)))
+    }
+
+    /// A stored message as herald will send it, with the inspect checks.
+    pub fn inspect_stored(&self, id: &MessageId, request: &InspectRequestV1) -> Result<Answer<InspectV1>, ClientError> {
+        let pairs = [("mail_from", &request.mail_from), ("ip", &request.ip), ("helo", &request.helo)];
+        let query: Vec<String> = pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", segment(v)))).collect();
+        let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+        self.call("GET", &format!("/api/inspect/{id}{query}"))
+    }
+
+    /// The identity herald would send mail From `domain` as, now.
+    pub fn identity(&self, domain: &str) -> Result<Answer<IdentityV1>, ClientError> {
+        self.call("GET", &format!("/api/identity/{}", segment(domain)))
     }
 
     /// The operator zone as a zone-file fragment (text, not JSON).

@@ -16,6 +16,9 @@
 //! | `POST /api/domains/{domain}/verify` | bearer | [`VerificationV1`]: checked now, state updated |
 //! | `DELETE /api/domains/{domain}` | bearer | [`DomainV1`]: removed, with its DKIM keys |
 //! | `GET /api/dns/zone`            | bearer | text/plain zone-file fragment (`herald dns zone`) |
+//! | `POST /api/inspect?mail_from=&ip=&helo=` | bearer | raw message → [`InspectV1`] (`herald inspect`) |
+//! | `GET /api/inspect/{id}`        | bearer | [`InspectV1`] of a stored message as it will be sent |
+//! | `GET /api/identity/{domain}`   | bearer | [`IdentityV1`]: who herald would send as now |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
 //!
 //! "bearer" means `Authorization: Bearer <admin.token>`, compared in
@@ -31,12 +34,14 @@
 
 pub mod client;
 mod domains;
+mod inspect;
 mod metrics;
 mod queue;
 pub mod types;
 
 pub use types::{
-    AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1, HealthV1, MessageStateV1,
+    AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DkimCheckV1, DmarcCheckV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1,
+    HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageStateV1, SpfCheckV1, StoredV1,
     MessageV1, OperatorRecordV1, OutcomeV1, OverallV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1, RecordCheckV1,
     TransitionV1, VerificationV1,
 };
@@ -107,6 +112,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/domains/{domain}", get(domains::show).delete(domains::remove))
         .route("/api/domains/{domain}/verify", post(domains::verify))
         .route("/api/dns/zone", get(domains::zone))
+        .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
+        .route("/api/inspect/{id}", get(inspect::stored))
+        .route("/api/identity/{domain}", get(inspect::show_identity))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

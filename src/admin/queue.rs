@@ -165,14 +165,14 @@ fn busy(id: &MessageId, action: &str) -> ApiError {
     )
 }
 
-fn unknown(id: &MessageId) -> ApiError {
+pub(super) fn unknown(id: &MessageId) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("no message {id}: unknown, or finished longer ago than `queue.retire_after`"),
     )
 }
 
-fn parse_id(text: &str) -> Result<MessageId, ApiError> {
+pub(super) fn parse_id(text: &str) -> Result<MessageId, ApiError> {
     MessageId::parse(text).ok_or_else(|| {
         let shown: String = text.chars().take(40).collect();
         ApiError::new(

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod e2e;
 pub mod sink;
+pub mod soak;
 
 use client::Client;
 use std::net::SocketAddr;
@@ -22,6 +23,11 @@ pub enum BenchCommand {
     /// Run a sink and submit N messages over C sessions to a relay routed
     /// to it; report acceptance and delivery rates.
     E2e(e2e::E2eArgs),
+    /// Run a relay in-process against a sink that injects faults
+    /// (greylisting, slow replies, hang-ups, 5xx) and count what became of
+    /// every message; fails unless nothing was lost, duplicated or wrongly
+    /// bounced.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -117,6 +123,11 @@ pub async fn run(command: BenchCommand) -> Result<(), String> {
             Ok(())
         }
         BenchCommand::Sink(args) => sink::run(args.addr, args.starttls).await,
+        BenchCommand::Soak(args) => {
+            let report = soak::soak(&args).await?;
+            println!("{report}");
+            if report.ok() { Ok(()) } else { Err("the soak lost, duplicated or wrongly bounced mail (see above)".into()) }
+        }
         BenchCommand::E2e(args) => {
             let r = e2e::e2e(&args).await?;
             println!("submit n={} size={} c={}: {}", args.submit.count, args.submit.size, args.submit.concurrency, r.submit);

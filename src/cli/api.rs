@@ -31,6 +31,11 @@ pub struct ApiArgs {
 }
 
 impl ApiArgs {
+    /// The configuration `--config` names (or the default one).
+    pub fn config(&self) -> Result<Config, String> {
+        Config::load(self.config.as_deref()).map_err(|e| e.to_string())
+    }
+
     /// The client for `--api`/`--token`, or for the configuration's `[admin]`.
     pub fn client(&self) -> Result<AdminClient, String> {
         let (api, token) = match (&self.api, &self.token) {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 mod api;
 mod domain;
+mod inspect;
 mod queue;
 
 #[derive(Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Domain(domain::DomainArgs),
     /// The operator's DNS: `herald dns zone` prints the records to publish.
     Dns(domain::DnsArgs),
+    /// Explain a message's DKIM, SPF and DMARC as a receiver computes them.
+    Inspect(inspect::InspectArgs),
     /// Load generators.
     Bench {
         #[command(subcommand)]
@@ -109,6 +112,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Queue(args) => queue::run(args)?,
         Command::Domain(args) => domain::run(args)?,
         Command::Dns(args) => domain::run_dns(args)?,
+        Command::Inspect(args) => inspect::run(args)?,
         Command::Bench { action } => {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))?

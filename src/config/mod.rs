@@ -221,8 +221,21 @@ pub struct LimitsConfig {
     /// The wait before checking a password after one recent failure from
     /// the address; it doubles with each further failure (at most 8 s).
     pub auth_delay_ms: u64,
+    /// What a bare LF in a message means (DESIGN "Submission").
+    pub bare_newline: BareNewline,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
+}
+
+/// `limits.bare_newline`: a LF not preceded by CR inside a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareNewline {
+    /// Read as CRLF (Postfix ≥ 3.9's default); only `<CRLF>.<CRLF>` ends DATA.
+    #[default]
+    Normalize,
+    /// Refuse the message with 550 5.5.2.
+    Reject,
 }
 
 impl Default for LimitsConfig {
@@ -242,6 +255,7 @@ impl Default for LimitsConfig {
             auth_window_secs: 600,
             auth_lockout_secs: 900,
             auth_delay_ms: 500,
+            bare_newline: BareNewline::Normalize,
             unknown: Unknown::new(),
         }
     }

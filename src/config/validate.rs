@@ -320,6 +320,7 @@ fn limits(config: &Config, c: &mut Collector) {
             "auth_window_secs",
             "auth_lockout_secs",
             "auth_delay_ms",
+            "bare_newline",
         ],
     );
     c.range("limits.max_message_size", l.max_message_size, 1024, 1 << 30, "bytes");

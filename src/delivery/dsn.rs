@@ -1,6 +1,8 @@
 //! Delivery status notifications (RFC 3464) for recipients that failed
 //! or expired, sent to the submission's envelope sender with the null
-//! sender, so a DSN can never cause another DSN.
+//! sender, so a DSN can never cause another DSN. For a message submitted
+//! with SMTPUTF8 the report uses RFC 6533's global types, which may carry
+//! UTF-8 (and is itself sent with SMTPUTF8).
 
 use crate::store::{Attempt, MessageRecord, RcptStatus};
 
@@ -26,6 +28,22 @@ pub fn status_code(status: RcptStatus, last: Option<&Attempt>) -> String {
     from_reply.unwrap_or("5.0.0").to_string()
 }
 
+/// The media types of a report's parts: (`report-type`, status part,
+/// returned headers). RFC 6533 §6 for a message that used SMTPUTF8.
+pub fn media_types(smtputf8: bool) -> (&'static str, &'static str, &'static str) {
+    if smtputf8 {
+        ("global-delivery-status", "message/global-delivery-status", "message/global-headers")
+    } else {
+        ("delivery-status", "message/delivery-status", "text/rfc822-headers")
+    }
+}
+
+/// The address type of `Final-Recipient` (RFC 6533 §3: `utf-8` for a
+/// non-ASCII address in a global report).
+fn address_type(smtputf8: bool, address: &str) -> &'static str {
+    if smtputf8 && !address.is_ascii() { "utf-8" } else { "rfc822" }
+}
+
 /// The DSN message: human part, machine-readable part, original headers.
 pub fn build(record: &MessageRecord, original_headers: &[u8], hostname: &str, relay_domain: &str, now_secs: i64, dsn_id: &str) -> Vec<u8> {
     let date = mail_builder::headers::date::Date::new(now_secs).to_rfc822();
@@ -39,7 +57,8 @@ pub fn build(record: &MessageRecord, original_headers: &[u8], hostname: &str, re
         let reply = last.map(|a| a.reply.as_str()).unwrap_or("no attempt was possible");
         let why = if r.status == RcptStatus::Expired { "gave up: the queue lifetime ran out" } else { "refused permanently" };
         human.push_str(&format!("<{}>: {why}.\r\n    Last reply: {}\r\n\r\n", r.address, one_line(reply)));
-        machine.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n", r.address, status_code(r.status, last)));
+        let kind = address_type(record.smtputf8, &r.address);
+        machine.push_str(&format!("\r\nFinal-Recipient: {kind}; {}\r\nAction: failed\r\nStatus: {}\r\n", r.address, status_code(r.status, last)));
         if let Some(a) = last.filter(|a| !a.host.is_empty()) {
             let host = a.host.split_whitespace().next().unwrap_or(&a.host);
             machine.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
@@ -49,6 +68,7 @@ pub fn build(record: &MessageRecord, original_headers: &[u8], hostname: &str, re
             machine.push_str(&format!("Last-Attempt-Date: {}\r\n", mail_builder::headers::date::Date::new(a.at_ms / 1000).to_rfc822()));
         }
     }
+    let (report_type, status_type, headers_type) = media_types(record.smtputf8);
     let mut headers = original_headers.to_vec();
     if !headers.ends_with(b"\r\n") {
         headers.extend_from_slice(b"\r\n");
@@ -56,9 +76,9 @@ pub fn build(record: &MessageRecord, original_headers: &[u8], hostname: &str, re
     let mut m = format!(
         "From: Mail Delivery System <mailer-daemon@{relay_domain}>\r\nTo: <{to}>\r\nSubject: Undelivered Mail Returned to Sender\r\nDate: {date}\r\n\
          Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
-         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{machine}\r\n\
-         --{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+         Content-Type: multipart/report; report-type={report_type}; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}--{boundary}\r\nContent-Type: {status_type}\r\n\r\n{machine}\r\n\
+         --{boundary}\r\nContent-Type: {headers_type}\r\n\r\n",
         to = record.mail_from,
     )
     .into_bytes();
@@ -99,6 +119,16 @@ mod tests {
         ];
         for (status, last, want) in cases {
             assert_eq!(status_code(status, last.as_ref()), want);
+        }
+    }
+
+    #[test]
+    fn global_types_for_smtputf8() {
+        assert_eq!(media_types(false), ("delivery-status", "message/delivery-status", "text/rfc822-headers"));
+        assert_eq!(media_types(true), ("global-delivery-status", "message/global-delivery-status", "message/global-headers"));
+        let cases = [(false, "a@b.c", "rfc822"), (true, "a@b.c", "rfc822"), (true, "jö@b.c", "utf-8"), (false, "jö@b.c", "rfc822")];
+        for (smtputf8, address, want) in cases {
+            assert_eq!(address_type(smtputf8, address), want, "{smtputf8} {address}");
         }
     }
 

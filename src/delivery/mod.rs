@@ -12,6 +12,7 @@ pub mod dsn;
 mod prepare;
 pub mod route;
 pub mod transport;
+mod utf8;
 
 pub use prepare::Preparer;
 
@@ -192,7 +193,7 @@ async fn deliver(
             }
         }
         let Some(c) = conn.as_mut() else { break };
-        match c.send(&prepared.envelope_from, &rcpts, &chunks).await {
+        match c.send(&prepared.envelope_from, &rcpts, &chunks, prepared.smtputf8).await {
             Ok(results) => {
                 let host = c.label.clone();
                 if !c.reusable() {

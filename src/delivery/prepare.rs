@@ -91,11 +91,10 @@ impl Preparer {
                 reason = format!("{reason}; DMARC p={} for {}, From rewritten", dmarc.map_or("none", |p| p.as_str()), record.from_domain);
             }
         }
-        if field_ranges(&body, "Message-ID").is_empty() {
-            prefix.push_str(&format!("Message-ID: <{}@{}>\r\n", record.id, self.hostname));
-        }
+        // RFC 6409 §8: Date and Message-ID when missing, before signing.
+        prefix.push_str(&crate::message::missing_fields(&body, record.id.as_str(), &self.hostname, record.received_ms / 1000));
         let signer = self.signer(&sign_domain, &selector)?;
-        let unsigned = Prepared { envelope_from, prefix, skip, signed_domain: sign_domain, selector, reason };
+        let unsigned = Prepared { envelope_from, prefix, skip, signed_domain: sign_domain, selector, reason, smtputf8: record.smtputf8 };
         // RSA signing is CPU work: keep it off the I/O threads.
         self.pool
             .run(move || {

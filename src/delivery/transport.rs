@@ -165,15 +165,20 @@ impl Connection {
     /// ([`Connection::reusable`]). An `Err` is connection-level: the
     /// connection must be dropped, and [`SendError::data_sent`] says
     /// whether the receiver may have the message.
-    pub async fn send(&mut self, from: &str, rcpts: &[&str], chunks: &[&[u8]]) -> Result<RcptResults, SendError> {
+    /// `smtputf8`: the submission used `SMTPUTF8` ([`super::utf8::mode`]).
+    pub async fn send(&mut self, from: &str, rcpts: &[&str], chunks: &[&[u8]], smtputf8: bool) -> Result<RcptResults, SendError> {
+        let utf8 = super::utf8::mode(smtputf8, from, rcpts, chunks, self.caps & EXT_SMTP_UTF8 != 0);
+        if let super::utf8::Utf8Mode::Refuse(outcome, text) = utf8 {
+            // Nothing was sent: the connection stays as it was.
+            return Ok(vec![(outcome, text); rcpts.len()]);
+        }
         self.reusable = false;
         let eight_bit = chunks.iter().any(|c| !c.is_ascii());
-        let utf8_addr = !from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii());
         let mut mail = format!("MAIL FROM:<{from}>");
         if eight_bit && self.caps & EXT_8BIT_MIME != 0 {
             mail.push_str(" BODY=8BITMIME");
         }
-        if utf8_addr && self.caps & EXT_SMTP_UTF8 != 0 {
+        if utf8 == super::utf8::Utf8Mode::SmtpUtf8 {
             mail.push_str(" SMTPUTF8");
         }
         mail.push_str("\r\n");

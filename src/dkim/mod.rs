@@ -1,9 +1,11 @@
 //! DKIM: the keys the relay holds and the signatures it makes.
 //!
 //! RSA-2048 with rsa-sha256, relaxed/relaxed (RFC 6376), aws-lc-rs as the
-//! one crypto provider. From is over-signed, and so is every listed header
-//! the message does not have, so nobody can add one after signing.
+//! one crypto provider. Which fields `h=` lists is chosen per message
+//! ([`headers::choose`]): the recommended ones present, From and the other
+//! fields no MTA adds over-signed, absent fields an MTA may add never.
 
+pub mod headers;
 mod keys;
 mod pool;
 
@@ -12,18 +14,11 @@ pub use pool::SignPool;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use mail_auth::common::crypto::{RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
+use mail_auth::common::crypto::{Algorithm, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::Arc;
-
-/// Header fields signed, in this order. Listing From twice over-signs it
-/// (RFC 6376 §8.15); listed fields a message lacks are signed as absent.
-pub const SIGNED_HEADERS: &[&str] = &[
-    "From", "From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID", "In-Reply-To", "References", "MIME-Version",
-    "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
-];
 
 /// Generates an RSA-2048 key; returns it as PKCS#8 DER.
 pub fn generate_rsa() -> Result<Vec<u8>, String> {
@@ -64,37 +59,64 @@ pub fn split_txt(value: &str) -> Vec<String> {
     out
 }
 
+/// A parsed RSA key shared by every signature made with it (mail-auth's
+/// signer owns its key, and the `h=` list changes per message).
+struct SharedKey(Arc<RsaKey<Sha256>>);
+
+impl SigningKey for SharedKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
 /// A ready-to-use signing identity: domain, selector and private key.
 #[derive(Clone)]
 pub struct Signer {
     pub domain: String,
     pub selector: String,
-    key: Arc<DkimSigner<RsaKey<Sha256>, mail_auth::dkim::Done>>,
+    key: Arc<RsaKey<Sha256>>,
 }
 
 impl Signer {
     pub fn new(domain: &str, selector: &str, pkcs8: &[u8]) -> Result<Self, String> {
         let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.to_vec())))
             .map_err(|e| format!("stored key for {selector}._domainkey.{domain} is unusable: {e}"))?;
-        let signer = DkimSigner::from_key(key)
-            .domain(domain)
-            .selector(selector)
-            .headers(SIGNED_HEADERS.iter().copied())
-            .header_canonicalization(Canonicalization::Relaxed)
-            .body_canonicalization(Canonicalization::Relaxed);
-        Ok(Self { domain: domain.to_string(), selector: selector.to_string(), key: Arc::new(signer) })
+        Ok(Self { domain: domain.to_string(), selector: selector.to_string(), key: Arc::new(key) })
     }
 
     /// Signs the message given as consecutive chunks; returns the
-    /// `DKIM-Signature:` field, CRLF-terminated. CPU-bound (~1 ms): call it
-    /// off the I/O threads.
+    /// `DKIM-Signature:` field, CRLF-terminated. `h=` is chosen from the
+    /// fields the chunks hold ([`headers::choose`]). CPU-bound (~1 ms):
+    /// call it off the I/O threads.
     /// Each chunk must end on a header-field boundary until the one that
     /// holds the blank line.
     pub fn sign(&self, chunks: &[&[u8]]) -> Result<String, String> {
         // mail-auth's chained reader takes the body from the last chunk it
         // opened, so a trailing empty chunk would hide the body.
-        let parts = chunks.iter().copied().filter(|c| !c.is_empty());
-        let signature = self.key.sign_chained(parts).map_err(|e| format!("DKIM signing failed: {e}"))?;
+        let parts: Vec<&[u8]> = chunks.iter().copied().filter(|c| !c.is_empty()).collect();
+        let mut present = Vec::new();
+        for part in &parts {
+            let names = headers::field_names(part);
+            let ends_header = part.starts_with(b"\r\n") || memchr::memmem::find(part, b"\r\n\r\n").is_some();
+            present.extend(names);
+            if ends_header {
+                break;
+            }
+        }
+        let h = headers::choose(present.iter().map(String::as_str));
+        let signer = DkimSigner::from_key(SharedKey(self.key.clone()))
+            .domain(&self.domain)
+            .selector(&self.selector)
+            .headers(h.iter().map(String::as_str))
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed);
+        let signature = signer.sign_chained(parts).map_err(|e| format!("DKIM signing failed: {e}"))?;
         Ok(signature.to_header())
     }
 }
@@ -123,7 +145,7 @@ mod tests {
         let signer = Signer::new("example.net", "s1", &key).unwrap();
         let header = signer.sign(&[b"From: a@example.net\r\nSubject: x\r\n\r\n", b"body\r\n"]).unwrap();
         assert!(header.starts_with("DKIM-Signature: "), "{header}");
-        for tag in ["d=example.net", "s=s1", "a=rsa-sha256", "c=relaxed/relaxed", "h=Subject:From:From:Reply-To"] {
+        for tag in ["d=example.net", "s=s1", "a=rsa-sha256", "c=relaxed/relaxed", "h=Subject:From:From:Subject"] {
             assert!(header.replace(['\r', '\n', '\t', ' '], "").contains(&tag.replace(' ', "")), "{tag} missing in {header}");
         }
         assert!(header.ends_with("\r\n"));

@@ -316,6 +316,17 @@ impl Registry {
         }
     }
 
+    /// The identity for mail From `from_domain` now (DESIGN policy 2–4).
+    pub fn decide(&self, from_domain: &str) -> Result<crate::policy::Decision, StoreError> {
+        let covering = self.covering(from_domain)?.map(|(record, selector)| crate::policy::Covering {
+            return_path: record.return_path_host(),
+            state: record.state.to_string(),
+            domain: record.domain,
+            selector,
+        });
+        Ok(crate::policy::decide(from_domain, covering))
+    }
+
     /// `(selector, base64 public key)` for both selectors of `record`.
     pub fn public_keys(&self, record: &DomainRecord) -> Result<Vec<(String, String)>, String> {
         record

@@ -245,6 +245,7 @@ impl QueueCore {
             prepared: None,
             finished_ms: None,
             is_dsn: true,
+            smtputf8: view.smtputf8,
         };
         tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, recipients = unreported.len(), "sending delivery status notification");
         Some((dsn_record, bytes))

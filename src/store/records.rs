@@ -53,6 +53,10 @@ pub struct MessageRecord {
     /// null sender, and never answered with another one.
     #[serde(default)]
     pub is_dsn: bool,
+    /// The submission used `SMTPUTF8` (RFC 6531): delivery asks for it
+    /// too, and a DSN uses RFC 6533's global types.
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 /// What the relay adds to and changes in a message, computed once.
@@ -71,6 +75,9 @@ pub struct Prepared {
     pub selector: String,
     /// Why this identity (e.g. "unverified: relay identity").
     pub reason: String,
+    /// Send with `SMTPUTF8` (the submission used it).
+    #[serde(default)]
+    pub smtputf8: bool,
 }
 
 impl Prepared {

@@ -1,15 +1,18 @@
 //! DATA (RFC 5321 §4.1.1.4): take the message, check it, spool it, and
 //! say 250 only once it is on disk.
 //!
-//! smtp-proto's receiver ends DATA only at `<CRLF>.<CRLF>`; here a message
-//! holding a bare CR or LF is then refused as a whole, so nothing a
-//! smuggler hides behind `\n.\n` ever reaches the queue.
+//! smtp-proto's receiver ends DATA only at `<CRLF>.<CRLF>`. A bare LF is
+//! then read as CRLF (`limits.bare_newline = "normalize"`, the default) or
+//! refused (`"reject"`); a bare CR or NUL is always refused, and so is a
+//! line over 998 bytes (RFC 5322 §2.1.1). What a smuggler hides behind
+//! `\n.\n` is at most content of the same message, never a second one.
 
 use super::session::{State, Step};
 use super::{Reply, SharedContext};
 use crate::smtpd::reply::common;
 use crate::id::MessageId;
-use crate::message::{check_from, find_forbidden, received_header};
+use crate::config::BareNewline;
+use crate::message::{MAX_LINE, check_from, find_forbidden, long_line, normalize_bare_lf, received_header};
 use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 
 /// `DATA`: check the transaction, then invite the message.
@@ -31,6 +34,12 @@ pub fn too_big(limit: usize) -> Reply {
     Reply::new(552, [5, 3, 4], format!("Message size exceeds the limit of {limit} bytes"))
 }
 
+/// RFC 5322 §2.1.1's limit, named with the line, so the app learns it
+/// now and not from a bounce days later.
+pub fn line_too_long(line: usize, len: usize) -> Reply {
+    Reply::new(550, [5, 6, 0], format!("Message refused: line {line} is {len} bytes long; the limit is {MAX_LINE} bytes plus CRLF (RFC 5322 2.1.1)"))
+}
+
 /// The end of DATA: `body` is the whole message, dot-unstuffed.
 pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Reply {
     let Some(tx) = state.tx.take() else {
@@ -39,10 +48,18 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     if body.len() > ctx.limits.max_message_size {
         return too_big(ctx.limits.max_message_size);
     }
+    let body = match ctx.limits.bare_newline {
+        BareNewline::Normalize => normalize_bare_lf(body),
+        BareNewline::Reject => body,
+    };
     if let Some(kind) = find_forbidden(&body) {
         let what = kind.describe();
         tracing::warn!(peer = %state.peer, what, "message refused: forbidden bytes (possible SMTP smuggling)");
         return Reply::new(550, [5, 5, 2], format!("Message refused: it contains {what}; every line must end with CRLF"));
+    }
+    if let Some((line, len)) = long_line(&body) {
+        tracing::info!(peer = %state.peer, line, len, "message refused: line too long");
+        return line_too_long(line, len);
     }
     let from = match check_from(&body) {
         Ok(from) => from,
@@ -78,6 +95,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         prepared: None,
         finished_ms: None,
         is_dsn: false,
+        smtputf8: tx.smtputf8,
     };
     match ctx.store.spool(&record, body).await {
         Ok(()) => {

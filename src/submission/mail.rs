@@ -35,7 +35,8 @@ pub fn mail(state: &mut State, ctx: &SharedContext, from: MailFrom<Cow<'_, str>>
     {
         return Step::Reply(Reply::new(501, [5, 1, 7], format!("Bad sender address syntax: {why}")));
     }
-    state.tx = Some(Transaction { mail_from: address.to_string(), rcpts: Vec::new() });
+    let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+    state.tx = Some(Transaction { mail_from: address.to_string(), rcpts: Vec::new(), smtputf8 });
     Step::Reply(Reply::new(250, [2, 1, 0], "Sender ok"))
 }
 

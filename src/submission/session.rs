@@ -33,6 +33,8 @@ pub struct State {
 pub struct Transaction {
     pub mail_from: String,
     pub rcpts: Vec<String>,
+    /// MAIL FROM carried `SMTPUTF8` (RFC 6531).
+    pub smtputf8: bool,
 }
 
 impl State {

@@ -178,3 +178,8 @@ pub async fn run_herald(args: Vec<String>) -> (bool, String, String) {
     .await
     .unwrap()
 }
+
+/// The wall clock, in seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}

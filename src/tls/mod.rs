@@ -3,6 +3,8 @@
 //!
 //! One crypto provider for the whole relay: aws-lc-rs (also behind DKIM).
 
+pub mod selfsigned;
+
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
@@ -32,19 +34,26 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{} holds no usable private key: {e}", path.display()))
 }
 
-/// Writes a self-signed certificate for `hostname` (and localhost) to
-/// `cert`/`key`, the key readable by its owner only.
-pub fn generate_self_signed(hostname: &str, cert: &Path, key: &Path) -> Result<(), String> {
-    let names = vec![hostname.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
-    let pair = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot generate a certificate: {e}"))?;
+/// Writes a self-signed certificate for `hostname` to `cert`/`key`
+/// ([`selfsigned::generate`]), the key readable by its owner only.
+pub fn generate_self_signed(hostname: &str, cert: &Path, key: &Path, now_secs: i64) -> Result<(), String> {
+    let (cert_pem, key_pem) = selfsigned::generate(hostname, now_secs)?;
     for p in [cert, key] {
         if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
-    std::fs::write(cert, pair.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
-    write_private(key, pair.key_pair.serialize_pem().as_bytes()).map_err(|e| format!("cannot write {}: {e}", key.display()))?;
+    std::fs::write(cert, cert_pem).map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    write_private(key, key_pem.as_bytes()).map_err(|e| format!("cannot write {}: {e}", key.display()))?;
     Ok(())
+}
+
+/// Whether `cert` is a certificate herald made itself that has expired
+/// by `now_secs` (then it may be made again; an operator's certificate
+/// is never replaced).
+pub fn own_certificate_expired(cert: &Path, now_secs: i64) -> bool {
+    let Ok(certs) = load_certs(cert) else { return false };
+    certs.first().and_then(|c| selfsigned::facts(c)).is_some_and(|f| f.herald_made && f.not_after <= now_secs)
 }
 
 /// Writes a secret file with mode 0600 from the start.
