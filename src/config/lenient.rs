@@ -106,6 +106,10 @@ pub fn fix(message: &str) -> String {
     if let Some(words) = expected.strip_prefix("one of ") {
         return format!("use one of {words}");
     }
+    // serde's words for an enum of one or two variants: "`a` or `b`".
+    if expected.starts_with('`') {
+        return format!("use {expected}");
+    }
     let number = ["usize", "u64", "u32", "u16", "u8"].iter().any(|t| expected.contains(t));
     if number {
         return "write a whole number of 0 or more, without quotes".into();
@@ -145,6 +149,21 @@ mod tests {
         assert_eq!(config.limits.max_message_size, 4096, "good values are kept");
         assert_eq!(config.listeners.len(), 2);
         assert_eq!(config.listeners[0].address, "127.0.0.1:1");
+    }
+
+    #[test]
+    fn fixes_in_words() {
+        let cases = [
+            ("unknown variant `x`, expected one of `starttls`, `implicit`, `none`", "use one of `starttls`, `implicit`, `none`"),
+            ("unknown variant `strict`, expected `normalize` or `reject`", "use `normalize` or `reject`"),
+            ("invalid value: integer `-1`, expected usize", "write a whole number of 0 or more, without quotes"),
+            ("invalid type: string \"x\", expected a boolean", "write `true` or `false`, without quotes"),
+            ("invalid type: integer `5`, expected a string", "put the value in double quotes"),
+            ("invalid type: string \"a\", expected a sequence", "write a list, e.g. [\"a\", \"b\"]"),
+        ];
+        for (message, want) in cases {
+            assert_eq!(fix(message), want, "{message}");
+        }
     }
 
     #[test]
