@@ -90,7 +90,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    Ok(match cli.command {
+    match cli.command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref()).map_err(|e| e.to_string())?;
             init_logging(&config.log.level);
@@ -117,7 +117,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))?
         }
-    })
+    }
+    Ok(())
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the configured filter.

@@ -66,7 +66,7 @@ fn clean(path: &[Seg], value: Value, errors: &mut Vec<ConfigError>) -> Option<Va
             Some(Value::Array(kept))
         }
         _ => {
-            errors.push(error(path, &e.message().to_string()));
+            errors.push(error(path, e.message()));
             None
         }
     }
