@@ -28,6 +28,7 @@ pub mod message;
 pub mod policy;
 pub mod queue;
 pub mod server;
+pub mod smtpd;
 pub mod store;
 pub mod submission;
 pub mod tls;

@@ -74,6 +74,8 @@ pub struct AdminState {
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
     pub webhooks: crate::webhooks::Webhooks,
+    /// What the SMTP listeners refused, by reason.
+    pub refusals: Arc<crate::smtpd::Counters>,
 }
 
 /// Binds `admin.address` when the API is enabled (`admin.token` set);
