@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bounce;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod message;
 pub mod policy;
 pub mod queue;
 pub mod server;
+pub mod smtpd;
 pub mod store;
 pub mod submission;
 pub mod tls;

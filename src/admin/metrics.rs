@@ -1,9 +1,10 @@
 //! `GET /api/health` and `GET /metrics` (Prometheus text exposition
 //! format 0.0.4).
 //!
-//! Every figure is a gauge computed from the queue at scrape time, so
+//! Queue figures are gauges computed from the queue at scrape time, so
 //! nothing is counted twice across restarts and there is no global
-//! registry to keep in step. Retired messages are not scanned: that tree
+//! registry to keep in step; the SMTP refusals are counters kept since
+//! start by the listeners (`crate::smtpd::Counters`). Retired messages are not scanned: that tree
 //! holds days of history and would make every scrape slow.
 
 use super::queue::{scan, summarize};
@@ -110,6 +111,17 @@ pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl Int
         &[(String::new(), overdue)],
     );
     events_and_webhooks(&s, &mut out).await;
+    let refusals: Vec<(String, i64)> = crate::smtpd::Refusal::ALL
+        .iter()
+        .map(|&why| (format!("reason=\"{}\"", why.label()), s.refusals.get(why) as i64))
+        .collect();
+    family(
+        &mut out,
+        "herald_smtp_refusals_total",
+        "counter",
+        "Clients refused or cut off by the SMTP listeners since start, by reason.",
+        &refusals,
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out))
 }
 
@@ -140,7 +152,11 @@ fn counter(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    family(out, name, "gauge", help, series);
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str, series: &[(String, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in series {
         let _ = if labels.is_empty() {
             writeln!(out, "{name} {value}")

@@ -85,6 +85,8 @@ pub struct AdminState {
     /// The admin page's signed-in sessions.
     pub sessions: session::Sessions,
     pub webhooks: crate::webhooks::Webhooks,
+    /// What the SMTP listeners refused, by reason.
+    pub refusals: Arc<crate::smtpd::Counters>,
 }
 
 /// Binds `admin.address` when the API is enabled (`admin.token` set);

@@ -8,7 +8,8 @@
 //! `\n.\n` is at most content of the same message, never a second one.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, reply::common};
+use super::{Reply, SharedContext};
+use crate::smtpd::reply::common;
 use crate::id::MessageId;
 use crate::config::BareNewline;
 use crate::message::{MAX_LINE, check_from, find_forbidden, long_line, normalize_bare_lf, received_header};
@@ -18,7 +19,11 @@ use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 pub fn data(state: &mut State, ctx: &SharedContext) -> Step {
     match &state.tx {
         None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
-        Some(tx) if tx.rcpts.is_empty() => Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients")),
+        Some(tx) if tx.rcpts.is_empty() => {
+            // RFC 2920 §3.1: every RCPT failed; the transaction ends here.
+            state.tx = None;
+            Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients"))
+        }
         // Refused before the body is read, so a full disk costs no bytes.
         Some(_) if ctx.store.disk().under_pressure() => Step::Reply(common::disk_full()),
         Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
