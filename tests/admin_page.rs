@@ -209,6 +209,8 @@ fn operator_onboards_a_domain_and_finds_a_message() {
     b.type_into("#message-query", stuck.as_str());
     b.click("#find-button");
     b.wait_text(".message h2", "queued");
+    // A temporary failure carries its bounce class in words.
+    b.wait_text(".message .bounce", "(soft)");
     b.click(".message button.retry");
     b.wait_text("#flash", &format!("{stuck}: Due now"));
     b.wait_text(".message h2", "queued");

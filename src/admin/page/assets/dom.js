@@ -97,3 +97,9 @@ export function table(cls, header, rows) {
     el('thead', {}, el('tr', {}, header.map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows.map((cells) => el('tr', {}, cells.map((c, i) => el('td', { 'data-label': header[i] }, c))))));
 }
+
+/** A failure's bounce class in words: `mailbox full (soft): …`. */
+export function bounceText(b) {
+  if (!b) return null;
+  return el('div', { class: 'bounce' }, `${String(b.class).replace(/_/g, ' ')} (${b.hard ? 'hard' : 'soft'}): ${b.description}`);
+}

@@ -3,7 +3,7 @@
 // after the cursor every few seconds while the view is open.
 
 import { api, seg } from './api.js';
-import { badge, el, notice, show, table, time } from './dom.js';
+import { badge, bounceText, el, notice, show, table, time } from './dom.js';
 
 /** How far back the view starts, how many rows it keeps, how often it asks. */
 const SINCE_MS = 7 * 24 * 3600 * 1000;
@@ -42,6 +42,7 @@ function details(e) {
   const lines = [];
   if (e.host) lines.push(e.host);
   if (e.reply) lines.push(el('span', { class: 'reply' }, e.reply));
+  if (e.bounce) lines.push(bounceText(e.bounce));
   for (const r of e.reasons || []) lines.push(r);
   if (e.identity && !e.domain) lines.push(`identity ${e.identity}`);
   if (e.next_attempt_ms) lines.push(`next attempt ${time(e.next_attempt_ms, true)}`);

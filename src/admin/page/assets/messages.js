@@ -3,7 +3,7 @@
 // identity it was sent as; retry and drop while it is queued.
 
 import { api, seg } from './api.js';
-import { badge, el, notice, show, table, time } from './dom.js';
+import { badge, bounceText, el, notice, show, table, time } from './dom.js';
 
 /** `#/messages` (the queue) or `#/messages/<query>` (a search). */
 export async function messagesPage(view, query, flash) {
@@ -49,7 +49,7 @@ function identity(m) {
 
 function attemptsTable(r) {
   if (!r.attempts.length) return el('p', { class: 'muted' }, 'No attempt yet.');
-  const rows = r.attempts.map((a) => [time(a.at_ms, true), a.host || '—', badge(a.outcome), el('span', { class: 'reply' }, a.reply)]);
+  const rows = r.attempts.map((a) => [time(a.at_ms, true), a.host || '—', badge(a.outcome), [el('span', { class: 'reply' }, a.reply), bounceText(a.bounce)]]);
   return table('attempts', ['Time', 'Remote host', 'Outcome', 'Reply'], rows);
 }
 
