@@ -33,7 +33,7 @@ pub(super) async fn search(State(s): State<Arc<AdminState>>, RawQuery(raw): RawQ
                 found.push(record);
             }
         }
-        found.sort_by(|a, b| b.id.cmp(&a.id));
+        found.sort_by_key(|r| std::cmp::Reverse(r.id));
         let truncated = found.len() > MAX_RESULTS;
         found.truncate(MAX_RESULTS);
         Ok((found, truncated))

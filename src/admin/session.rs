@@ -70,10 +70,10 @@ impl Sessions {
         let session = Session { csrf: random_token(), expires_ms: now_ms + LIFETIME_MS };
         let mut map = self.lock();
         map.retain(|_, s| s.expires_ms > now_ms);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires_ms).map(|(k, _)| k.clone()) {
-                map.remove(&oldest);
-            }
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.expires_ms).map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
         }
         map.insert(id.clone(), session.clone());
         (id, SessionV1 { csrf_token: session.csrf, expires_ms: session.expires_ms })

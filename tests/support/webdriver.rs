@@ -110,10 +110,10 @@ impl Browser {
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(v) = self.raw("GET", "/status", None) {
-                if v["ready"].as_bool() == Some(true) {
-                    return Ok(());
-                }
+            if let Ok(v) = self.raw("GET", "/status", None)
+                && v["ready"].as_bool() == Some(true)
+            {
+                return Ok(());
             }
             if let Ok(Some(status)) = self.driver.try_wait() {
                 return Err(format!("it exited ({status})"));
