@@ -14,7 +14,7 @@ mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
-pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl, webhook_key};
 pub use suppression::{AtRcpt, SuppressionConfig, SuppressionScope};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};

@@ -247,7 +247,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
             _ = core.wake.notified(), if pause.is_none() => {}
             _ = core.holds.released.notified(), if pause.is_none() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
         }
     }
 }
