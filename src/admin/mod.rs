@@ -25,6 +25,10 @@
 //! | `GET /api/inspect/{id}`        | bearer | [`InspectV1`] of a stored message as it will be sent |
 //! | `GET /api/identity/{domain}`   | bearer | [`IdentityV1`]: who herald would send as now |
 //! | `GET /api/events?after=&limit=&type=&domain=&message=&recipient=` | bearer | [`EventPageV1`](crate::events::EventPageV1): durable events after the cursor, oldest first |
+//! | `GET /api/suppressions?scope=&limit=` | bearer | [`SuppressionListV1`](suppressions::SuppressionListV1) |
+//! | `GET /api/suppressions/{address}` | bearer | the address in every scope, or 404 |
+//! | `POST /api/suppressions`       | bearer | [`AddSuppressionV1`](suppressions::AddSuppressionV1) → 201, suppressed by hand |
+//! | `DELETE /api/suppressions/{address}?scope=` | bearer | the removed entries; mail to it is accepted again |
 //! | `GET /api/webhooks`            | bearer | each endpoint's [`WebhookStatusV1`](crate::webhooks::WebhookStatusV1) |
 //! | `POST /api/webhooks/{name}/test` | bearer | [`WebhookTestV1`](crate::webhooks::WebhookTestV1): a test event sent now |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
@@ -44,6 +48,7 @@
 pub mod client;
 mod domains;
 pub mod events;
+pub mod suppressions;
 mod inspect;
 mod metrics;
 mod page;
@@ -85,6 +90,7 @@ pub struct AdminState {
     /// The admin page's signed-in sessions.
     pub sessions: session::Sessions,
     pub webhooks: crate::webhooks::Webhooks,
+    pub suppressions: crate::suppression::SuppressionList,
     /// What the SMTP listeners refused, by reason.
     pub refusals: Arc<crate::smtpd::Counters>,
 }
@@ -109,7 +115,7 @@ pub async fn bind(config: &AdminConfig) -> Result<Option<TcpListener>, String> {
 /// running are allowed to finish.
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     let app = router(state);
-    let stopping = async move { crate::submission::stopping(&mut shutdown).await };
+    let stopping = async move { crate::smtpd::stopping(&mut shutdown).await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
         tracing::error!(error = %e, "admin API stopped");
     }
@@ -132,6 +138,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))
         .route("/api/identity/{domain}", get(inspect::show_identity))
+        .route("/api/suppressions", get(suppressions::list).post(suppressions::add))
+        .route("/api/suppressions/{address}", get(suppressions::show).delete(suppressions::remove))
         .route("/api/events", get(events::list))
         .route("/api/webhooks", get(events::webhooks))
         .route("/api/webhooks/{name}/test", post(events::test))
