@@ -6,9 +6,11 @@
 //! and, if anything failed, answered with a DSN.
 
 pub mod backoff;
+mod edit;
 mod hold;
 mod inflight;
 
+pub use edit::{DROPPED_REPLY, EditError};
 pub use hold::{Hold, HoldSet};
 pub use inflight::{InFlight, JobOutcome};
 
