@@ -217,6 +217,14 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                 Ok(n) => tracing::info!(purged = n, "forgot retired messages"),
                 Err(e) => tracing::warn!(error = %e, "purging retired messages failed"),
             }
+            // Survivors of mostly empty body segments move forward, off
+            // the runtime's threads.
+            let store = core.store.clone();
+            tokio::task::spawn_blocking(move || match store.compact() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(moved = n, "copied queued bodies forward out of mostly empty segments"),
+                Err(e) => tracing::warn!(error = %e, "copying bodies forward failed"),
+            });
             match core.store.events().prune(now - core.event_retention_ms) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "forgot old events (`events.retention_days`)"),

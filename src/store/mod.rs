@@ -24,6 +24,7 @@
 //! `m/<id>` → record, `x/<finished ms, 8 bytes BE><id>` → empty.
 
 pub mod commit;
+mod compact;
 mod crc32c;
 pub mod disk;
 pub mod events;
@@ -95,6 +96,11 @@ impl Store {
     /// Opens (or creates) the database in `dir`, with a page cache of
     /// `cache_mb` MiB. Fails if another process holds it.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
+        Self::open_sized(dir, cache_mb, segments::SEGMENT_MAX)
+    }
+
+    /// [`Store::open`], closing body segments past `segment_max` bytes.
+    pub fn open_sized(dir: &Path, cache_mb: u64, segment_max: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         // The database holds DKIM private keys and customers' mail: only the
         // relay's own user may enter the directory.
@@ -112,7 +118,7 @@ impl Store {
         let spool = db.open_tree("spool")?;
         let retired = db.open_tree("retired")?;
         let legacy = migrate::check_format(&db)?;
-        let segments = std::sync::Arc::new(segments::Segments::open(&dir.join("bodies"), migrate::live_counts(&spool)?)?);
+        let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
         if legacy {
             migrate::bodies_to_segments(&db, &spool, &segments)?;
         }

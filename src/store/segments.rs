@@ -100,7 +100,11 @@ struct State {
 
 pub struct Segments {
     dir: PathBuf,
+    /// Size past which a segment is closed ([`SEGMENT_MAX`] but in tests).
+    max: u64,
     state: Mutex<State>,
+    /// Held through each append (the committer's, and copying forward).
+    writer: Mutex<()>,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -139,6 +143,11 @@ impl Segments {
     /// queued bodies per segment. Segments nothing points at are deleted;
     /// the newest one is appended to after its torn tail, if any, is cut.
     pub fn open(dir: &Path, live: HashMap<u64, u64>) -> io::Result<Self> {
+        Self::open_sized(dir, live, SEGMENT_MAX)
+    }
+
+    /// [`Segments::open`], closing segments past `max` bytes.
+    pub fn open_sized(dir: &Path, live: HashMap<u64, u64>, max: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -164,7 +173,7 @@ impl Segments {
         }
         sync_dir(dir)?;
         let state = State { active, file: Arc::new(file), end, live, readers: HashMap::new(), doomed: Vec::new() };
-        Ok(Self { dir: dir.to_path_buf(), state: Mutex::new(state) })
+        Ok(Self { dir: dir.to_path_buf(), max, state: Mutex::new(state), writer: Mutex::new(()) })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -173,11 +182,11 @@ impl Segments {
 
     /// Appends `bodies` in one write and one fdatasync; returns where each
     /// one is. Each counts as live from here on (see [`Segments::release`]).
-    /// Called by one thread at a time (the committer).
     pub fn append(&self, bodies: &[(MessageId, &[u8])]) -> io::Result<Vec<BodyRef>> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let (segment, file, start) = {
             let mut s = self.state();
-            if s.end >= SEGMENT_MAX {
+            if s.end >= self.max {
                 self.rotate(&mut s)?;
             }
             (s.active, s.file.clone(), s.end)
@@ -274,13 +283,9 @@ impl Segments {
         Ok(buf)
     }
 
-    /// Segments with their live counts and sizes, oldest first (for
-    /// copying the survivors of old segments forward).
-    pub fn usage(&self) -> Vec<(u64, u64)> {
-        let s = self.state();
-        let mut v: Vec<(u64, u64)> = s.live.iter().filter(|(n, _)| **n != s.active).map(|(n, c)| (*n, *c)).collect();
-        v.sort_unstable();
-        v
+    /// A segment's size on disk.
+    pub fn size(&self, segment: u64) -> io::Result<u64> {
+        Ok(std::fs::metadata(self.dir.join(segment_name(segment)))?.len())
     }
 
     /// The segment being appended to.
