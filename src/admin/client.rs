@@ -4,7 +4,7 @@
 //! answer's JSON text too, for `--json` output.
 
 use super::types::{
-    AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageV1, QueueListV1, QueueSummaryV1,
+    AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageV1, QueueListV1, QueueSummaryV1,
     VerificationV1,
 };
 use crate::id::MessageId;
@@ -100,6 +100,11 @@ impl AdminClient {
         self.call("GET", &format!("/api/messages/{id}"))
     }
 
+    /// Queued and finished messages by relay id, Message-ID, recipient or reference.
+    pub fn search_messages(&self, query: &str) -> Result<Answer<MessageSearchV1>, ClientError> {
+        self.call("GET", &format!("/api/messages?q={}", segment(query)))
+    }
+
     pub fn summary(&self) -> Result<Answer<QueueSummaryV1>, ClientError> {
         self.call("GET", "/api/queue")
     }
@@ -112,6 +117,24 @@ impl AdminClient {
     /// (`after=…&type=…`), already encoded.
     pub fn events(&self, query: &str) -> Result<Answer<crate::events::EventPageV1>, ClientError> {
         self.call("GET", &format!("/api/events?{query}"))
+    }
+
+    pub fn suppressions(&self, query: &str) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        self.call("GET", &format!("/api/suppressions?{query}"))
+    }
+
+    pub fn suppression(&self, address: &str) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        self.call("GET", &format!("/api/suppressions/{}", segment(address)))
+    }
+
+    pub fn remove_suppression(&self, address: &str, scope: Option<&str>) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        let q = scope.map(|s| format!("?scope={}", segment(s))).unwrap_or_default();
+        self.call("DELETE", &format!("/api/suppressions/{}{q}", segment(address)))
+    }
+
+    pub fn add_suppression(&self, request: &crate::admin::suppressions::AddSuppressionV1) -> Result<Answer<crate::store::suppressions::SuppressionV1>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Self::decode(self.send("POST", "/api/suppressions", Some(body))?)
     }
 
     pub fn webhooks(&self) -> Result<Answer<Vec<crate::webhooks::WebhookStatusV1>>, ClientError> {

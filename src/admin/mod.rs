@@ -5,6 +5,11 @@
 //! | route                          | auth   | answer |
 //! |--------------------------------|--------|--------|
 //! | `GET /api/health`              | open   | [`HealthV1`] (for load balancers) |
+//! | `GET /`, `/assets/*`           | open   | the admin page ([`page`]); it signs in below |
+//! | `POST /api/session`            | open   | [`SignInV1`] → [`SessionV1`] and a session cookie ([`session`]) |
+//! | `GET /api/session`             | cookie | [`SessionV1`] |
+//! | `DELETE /api/session`          | cookie | 204: signed out |
+//! | `GET /api/messages?q=TEXT`     | bearer | [`MessageSearchV1`]: by relay id, Message-ID, recipient or reference |
 //! | `GET /api/messages/{id}`       | bearer | [`MessageV1`], queued or retired |
 //! | `GET /api/queue`               | bearer | [`QueueSummaryV1`] |
 //! | `GET /api/queue/messages?limit=N` | bearer | [`QueueListV1`], newest first, N ≤ 1000 (default 100) |
@@ -20,12 +25,17 @@
 //! | `GET /api/inspect/{id}`        | bearer | [`InspectV1`] of a stored message as it will be sent |
 //! | `GET /api/identity/{domain}`   | bearer | [`IdentityV1`]: who herald would send as now |
 //! | `GET /api/events?after=&limit=&type=&domain=&message=&recipient=` | bearer | [`EventPageV1`](crate::events::EventPageV1): durable events after the cursor, oldest first |
+//! | `GET /api/suppressions?scope=&limit=` | bearer | [`SuppressionListV1`](suppressions::SuppressionListV1) |
+//! | `GET /api/suppressions/{address}` | bearer | the address in every scope, or 404 |
+//! | `POST /api/suppressions`       | bearer | [`AddSuppressionV1`](suppressions::AddSuppressionV1) → 201, suppressed by hand |
+//! | `DELETE /api/suppressions/{address}?scope=` | bearer | the removed entries; mail to it is accepted again |
 //! | `GET /api/webhooks`            | bearer | each endpoint's [`WebhookStatusV1`](crate::webhooks::WebhookStatusV1) |
 //! | `POST /api/webhooks/{name}/test` | bearer | [`WebhookTestV1`](crate::webhooks::WebhookTestV1): a test event sent now |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
 //!
 //! "bearer" means `Authorization: Bearer <admin.token>`, compared in
-//! constant time. `/metrics` is behind the token too, because queue sizes
+//! constant time, or the admin page's session cookie (with the CSRF header
+//! on anything but GET; see [`session`]). `/metrics` is behind the token too, because queue sizes
 //! and timings are operational data; Prometheus sends it with
 //! `authorization: { credentials: ... }` in the scrape config.
 //! Every error is an [`ErrorV1`] with a 4xx or 5xx status.
@@ -38,14 +48,18 @@
 pub mod client;
 mod domains;
 pub mod events;
+pub mod suppressions;
 mod inspect;
 mod metrics;
+mod page;
 mod queue;
+mod search;
+pub mod session;
 pub mod types;
 
 pub use types::{
     AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DkimCheckV1, DmarcCheckV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1,
-    HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageStateV1, SpfCheckV1, StoredV1,
+    HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageStateV1, SessionV1, SignInV1, SpfCheckV1, StoredV1,
     MessageV1, OperatorRecordV1, OutcomeV1, OverallV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1, RecordCheckV1,
     TransitionV1, VerificationV1,
 };
@@ -73,7 +87,10 @@ pub struct AdminState {
     pub domains: Domains,
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
+    /// The admin page's signed-in sessions.
+    pub sessions: session::Sessions,
     pub webhooks: crate::webhooks::Webhooks,
+    pub suppressions: crate::suppression::SuppressionList,
     /// What the SMTP listeners refused, by reason.
     pub refusals: Arc<crate::smtpd::Counters>,
 }
@@ -98,7 +115,7 @@ pub async fn bind(config: &AdminConfig) -> Result<Option<TcpListener>, String> {
 /// running are allowed to finish.
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     let app = router(state);
-    let stopping = async move { crate::submission::stopping(&mut shutdown).await };
+    let stopping = async move { crate::smtpd::stopping(&mut shutdown).await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
         tracing::error!(error = %e, "admin API stopped");
     }
@@ -108,6 +125,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
 pub fn router(state: AdminState) -> Router {
     let state = Arc::new(state);
     let protected = Router::new()
+        .route("/api/messages", get(search::search))
         .route("/api/messages/{id}", get(queue::show))
         .route("/api/queue", get(queue::summary))
         .route("/api/queue/messages", get(queue::list))
@@ -120,6 +138,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))
         .route("/api/identity/{domain}", get(inspect::show_identity))
+        .route("/api/suppressions", get(suppressions::list).post(suppressions::add))
+        .route("/api/suppressions/{address}", get(suppressions::show).delete(suppressions::remove))
         .route("/api/events", get(events::list))
         .route("/api/webhooks", get(events::webhooks))
         .route("/api/webhooks/{name}/test", post(events::test))
@@ -127,14 +147,24 @@ pub fn router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/health", get(metrics::health))
+        .route("/api/session", get(session::current).post(session::sign_in).delete(session::sign_out))
+        .merge(page::routes())
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see `herald::admin` for the routes") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method") })
         .with_state(state)
 }
 
-/// Lets a request through only with `Authorization: Bearer <admin.token>`.
+/// Lets a request through only with `Authorization: Bearer <admin.token>`
+/// or, without that header, an admin page session (see [`session`]).
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        match state.sessions.check(req.method(), req.headers(), state.queue.clock.now_ms()) {
+            session::Access::Allowed => return next.run(req).await,
+            session::Access::NoCsrf => return session::csrf_missing().into_response(),
+            session::Access::NoSession => {}
+        }
+    }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match header.and_then(bearer) {
         Some(token) if same_token(token.as_bytes(), state.token.as_bytes()) => next.run(req).await,

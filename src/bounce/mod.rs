@@ -2,7 +2,7 @@
 //! its customer ("this address does not exist", "the mailbox is full"),
 //! and whether it is hard (retrying the address is pointless) or soft.
 //! [`classify`] is a pure function of the reply; the suppression list
-//! (`crate::store::suppressions`) acts on the hard ones.
+//! (the `suppression` module) acts on the hard ones.
 
 mod classify;
 #[cfg(test)]
@@ -118,6 +118,27 @@ pub struct BounceV1 {
 impl From<Bounce> for BounceV1 {
     fn from(b: Bounce) -> Self {
         BounceV1 { class: b.class, hard: b.hard, description: b.class.words().to_string() }
+    }
+}
+
+/// Failures counted by class and hardness since start (`/metrics`).
+#[derive(Default)]
+pub struct Counters([std::sync::atomic::AtomicU64; BounceClass::ALL.len() * 2]);
+
+impl Counters {
+    pub fn count(&self, b: Bounce) {
+        if let Some(i) = BounceClass::ALL.iter().position(|c| *c == b.class) {
+            self.0[i * 2 + usize::from(b.hard)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// `(class, hard, count)` for every pair.
+    pub fn snapshot(&self) -> Vec<(BounceClass, bool, u64)> {
+        BounceClass::ALL
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| [false, true].map(|hard| (*c, hard, self.0[i * 2 + usize::from(hard)].load(std::sync::atomic::Ordering::Relaxed))))
+            .collect()
     }
 }
 

@@ -8,12 +8,14 @@
 mod bounces;
 mod domains;
 mod events;
+mod suppression;
 mod lenient;
 mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
-pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl, webhook_key};
+pub use suppression::{AtRcpt, SuppressionConfig, SuppressionScope};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -54,6 +56,7 @@ pub struct Config {
     pub domains: DomainsConfig,
     pub bounces: BouncesConfig,
     pub events: EventsConfig,
+    pub suppression: SuppressionConfig,
     #[serde(rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
     #[serde(flatten, skip_serializing)]

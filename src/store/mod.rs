@@ -29,6 +29,7 @@ mod crc32c;
 pub mod disk;
 pub mod events;
 mod migrate;
+pub mod suppressions;
 pub mod records;
 pub mod segments;
 
