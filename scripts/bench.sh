@@ -5,7 +5,9 @@
 # signing, durable before 250, STARTTLS + AUTH, pipelining) and prints
 #   - accepted msg/s and end-of-DATA→250 latency p50/p99,
 #   - end-to-end msg/s (first submission → last delivery at the sink),
-#   - the relay's fsyncs for the run (group commit: compare with N).
+#   - the relay's fsyncs for the run (group commit: compare with N),
+#   - bytes the relay wrote to disk per message (/proc/<pid>/io
+#     write_bytes before and after the run), and that as a multiple of SIZE.
 # Finally it fills a relay with FILL messages that cannot be delivered and
 # prints its resident memory.
 #
@@ -84,11 +86,17 @@ stop_relay() {
   grep -o 'fsyncs=[0-9]*' "$work/relay.log" | tail -1 | sed 's/^/  relay: /'
 }
 
+written() { awk '/^write_bytes/ {print $2}' "/proc/$pid/io"; }
+
 config "$SINK"
 for c in $C; do
   start_relay
+  before=$(written)
   "$BIN" bench e2e --addr "127.0.0.1:$SMTP" --cert "$work/cert.pem" --user bench --password bench-password \
     -n "$N" -c "$c" --size "$SIZE" --sink "127.0.0.1:$SINK"
+  after=$(written)
+  awk -v b="$before" -v a="$after" -v n="$N" -v s="$SIZE" \
+    'BEGIN { printf "  relay: %.0f bytes written to disk per message (%.2f x its %d bytes)\n", (a - b) / n, (a - b) / n / s, s }'
   stop_relay
 done
 

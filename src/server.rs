@@ -3,7 +3,8 @@
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ListenerTls};
-use crate::delivery::{Dispatcher, Preparer, Settings};
+use crate::delivery::{Dispatcher, Settings};
+use crate::queue::Preparer;
 use crate::dkim::KeyStore;
 use crate::dns::Dns;
 use crate::domains::Domains;

@@ -1,5 +1,9 @@
-//! Delivery: take a group of recipients of one message at one destination
-//! domain (a [`Job`]) to the receiving server.
+//! Delivery, a send-only courier: take a group of recipients of one
+//! message at one destination domain (a [`Job`]: envelope, the prepared
+//! header block, the body) to the receiving server, and give back one
+//! [`JobOutcome`] per recipient on the job's channel. It knows nothing of
+//! the queue: preparation (identity, From rewrite, signature), records
+//! and DSNs are the queue's.
 //!
 //! The [`Dispatcher`] keeps a queue per destination domain and at most
 //! `queue.per_domain` connections per domain (`queue.workers` in all).
@@ -8,30 +12,57 @@
 //! for `delivery.idle_secs` or `max_messages_per_connection` is reached.
 
 pub mod classify;
-pub mod dsn;
-mod prepare;
 pub mod route;
 pub mod transport;
 mod utf8;
 
-pub use prepare::Preparer;
-
 use crate::config::{Config, OutboundTls, RouteConfig};
 use crate::dns::Dns;
-use crate::queue::{InFlight, JobOutcome};
-use crate::store::Outcome;
+use crate::id::MessageId;
+use crate::store::{Outcome, Prepared};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use transport::{Connection, Connectors, Target};
+
+/// A message as it goes out: the prepared envelope sender and header
+/// block, and the body as submitted. Shared by every destination.
+pub struct Outgoing {
+    pub prepared: Prepared,
+    pub body: Arc<Vec<u8>>,
+}
 
 /// Some recipients of one message, all at one destination domain.
 pub struct Job {
-    pub msg: Arc<InFlight>,
+    /// For the log.
+    pub id: MessageId,
     pub domain: String,
-    /// Indexes into the message's recipient list.
-    pub rcpts: Vec<usize>,
+    /// The recipients: the caller's index for each (given back in the
+    /// outcomes) and the address.
+    pub rcpts: Vec<(usize, String)>,
+    pub message: Arc<Outgoing>,
+    /// Where the outcomes go; the courier carries nothing more over the
+    /// connection until the receiver acknowledges them.
+    pub done: oneshot::Sender<Report>,
+}
+
+/// One recipient's result from one attempt.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    pub rcpt: usize,
+    pub outcome: Outcome,
+    pub host: String,
+    pub reply: String,
+    /// The connection used TLS.
+    pub tls: bool,
+}
+
+/// A job's outcomes, and the acknowledgement the courier waits for
+/// (sent once they are recorded).
+pub struct Report {
+    pub results: Vec<JobOutcome>,
+    pub recorded: oneshot::Sender<()>,
 }
 
 /// Delivery settings, fixed at start.
@@ -146,7 +177,10 @@ async fn connection_task(inner: Arc<Inner>, domain: String) {
     let mut targets: Option<Result<Vec<Target>, route::RouteError>> = None;
     while let Some(job) = next_job(&inner, &domain, conn.is_some()).await {
         let results = deliver(&inner, &domain, &job, &mut conn, &mut targets).await;
-        job.msg.complete(results).await;
+        let (recorded, written) = oneshot::channel();
+        if job.done.send(Report { results, recorded }).is_ok() {
+            let _ = written.await;
+        }
         if conn.as_ref().is_some_and(|c| c.sent >= inner.settings.max_per_connection)
             && let Some(c) = conn.take()
         {
@@ -159,7 +193,7 @@ async fn connection_task(inner: Arc<Inner>, domain: String) {
 }
 
 fn all(job: &Job, outcome: Outcome, host: &str, reply: &str) -> Vec<JobOutcome> {
-    job.rcpts.iter().map(|&rcpt| JobOutcome { rcpt, outcome, host: host.to_string(), reply: reply.to_string(), tls: false }).collect()
+    job.rcpts.iter().map(|&(rcpt, _)| JobOutcome { rcpt, outcome, host: host.to_string(), reply: reply.to_string(), tls: false }).collect()
 }
 
 /// One job over the task's connection (opened or reopened as needed).
@@ -170,17 +204,9 @@ async fn deliver(
     conn: &mut Option<Connection>,
     targets: &mut Option<Result<Vec<Target>, route::RouteError>>,
 ) -> Vec<JobOutcome> {
-    let body = match job.msg.body() {
-        Ok(b) => b,
-        Err(e) => return all(job, Outcome::Temporary, "", &format!("not sent: {e}")),
-    };
-    let prepared = match job.msg.prepared(&body).await {
-        Ok(p) => p,
-        Err(e) => return all(job, Outcome::Temporary, "", &format!("not sent: {e}")),
-    };
-    let addresses = job.msg.addresses(&job.rcpts).await;
-    let rcpts: Vec<&str> = addresses.iter().map(String::as_str).collect();
-    let chunks = prepared.chunks(&body);
+    let prepared = &job.message.prepared;
+    let rcpts: Vec<&str> = job.rcpts.iter().map(|(_, a)| a.as_str()).collect();
+    let chunks = prepared.chunks(&job.message.body);
     // A reused connection may have been closed by the server meanwhile:
     // one fresh connection is tried before the job is deferred, but only
     // when the failure came before any of the message was sent.
@@ -199,10 +225,10 @@ async fn deliver(
                 if !c.reusable() {
                     // Out of protocol order, or the transaction could not be
                     // reset: this connection carries nothing more.
-                    tracing::info!(msg_id = %job.msg.id, host, "closing a connection left in an unknown state");
+                    tracing::info!(msg_id = %job.id, host, "closing a connection left in an unknown state");
                     *conn = None;
                 }
-                return job.rcpts.iter().zip(results).map(|(&rcpt, (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply, tls }).collect();
+                return job.rcpts.iter().zip(results).map(|(&(rcpt, _), (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply, tls }).collect();
             }
             Err(e) => {
                 let host = c.label.clone();
@@ -213,7 +239,7 @@ async fn deliver(
                     let text = if e.data_sent { format!("{text} (after the message was sent; the receiver may have it)") } else { text };
                     return all(job, Outcome::Temporary, &host, &text);
                 }
-                tracing::debug!(msg_id = %job.msg.id, host, "reused connection failed; reconnecting");
+                tracing::debug!(msg_id = %job.id, host, "reused connection failed; reconnecting");
             }
         }
     }

@@ -1,8 +1,9 @@
 //! A message during one delivery round: its record (updated as each
 //! destination's outcome arrives) and the prepared header block, computed
-//! once and shared by every destination. The body is not held here: a
-//! connection loads it right before sending and drops it right after, so
-//! memory grows with open connections, not with the queue.
+//! once and shared by every destination. The body is not held here: the
+//! round's jobs share it ([`super::send`]) until the last one reports, so
+//! memory grows with the messages claimed (`queue.workers` × 4 at most),
+//! not with the queue.
 //!
 //! Each destination's outcome is written (and flushed) before its
 //! connection carries anything else. When the round's last destination
@@ -11,23 +12,13 @@
 
 use super::QueueCore;
 use super::backoff;
-use crate::delivery::dsn;
+use super::dsn;
+use crate::delivery::JobOutcome;
 use crate::id::MessageId;
 use crate::events::{Event, EventKind};
 use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, StoreError, records::RECORD_VERSION};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// One recipient's result from one attempt.
-#[derive(Debug, Clone)]
-pub struct JobOutcome {
-    pub rcpt: usize,
-    pub outcome: Outcome,
-    pub host: String,
-    pub reply: String,
-    /// The connection used TLS.
-    pub tls: bool,
-}
 
 pub struct InFlight {
     core: Arc<QueueCore>,

@@ -1,22 +1,29 @@
 //! The queue: one scheduler task range-scans the due index, claims what
 //! is due (writing the attempt and the next due time *before* anything is
 //! sent, so a crash cannot cause a hot retry loop), groups recipients by
-//! destination domain and hands the groups to the delivery dispatcher.
-//! Outcomes come back through [`InFlight`]; a finished message is retired
-//! and, if anything failed, answered with a DSN.
+//! destination domain, prepares the message once (identity, From rewrite,
+//! signature: [`prepare`]) and hands the groups to the delivery courier as
+//! plain data ([`send`]). Outcomes come back on a channel into
+//! [`InFlight`]; a finished message is retired and, if anything failed,
+//! answered with a DSN ([`dsn`]).
 
 pub mod backoff;
+pub mod dsn;
 mod edit;
 mod hold;
 mod inflight;
+mod prepare;
+mod send;
 
+pub use crate::delivery::JobOutcome;
 pub use edit::{DROPPED_REPLY, EditError};
 pub use hold::{Hold, HoldSet};
-pub use inflight::{InFlight, JobOutcome};
+pub use inflight::InFlight;
+pub use prepare::Preparer;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::delivery::{Dispatcher, Job, Preparer};
+use crate::delivery::Dispatcher;
 use crate::id::MessageId;
 use crate::store::{Attempt, Outcome, RcptStatus, Store};
 use std::collections::BTreeMap;
@@ -163,7 +170,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
         let mut only_held = false;
         match core.store.due(now, (room + core.in_flight_count()).min(4096)) {
             Ok(due) => {
-                let mut jobs = Vec::new();
+                let mut jobs: Vec<send::Claimed> = Vec::new();
                 let mut failed = None;
                 let mut held = 0;
                 for (due_ms, id) in due.iter().copied() {
@@ -175,10 +182,10 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                         continue;
                     };
                     match claim(&core, id, due_ms, now) {
-                        Ok(j) if j.is_empty() => {}
-                        Ok(mut j) => {
+                        Ok(None) => {}
+                        Ok(Some(c)) => {
                             hold.keep();
-                            jobs.append(&mut j);
+                            jobs.push(c);
                         }
                         Err(e) => {
                             failed = Some(e);
@@ -193,15 +200,15 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                     // connection is made.
                     match core.store.durable().await {
                         Ok(()) => {
-                            for job in jobs {
-                                dispatcher.submit(job);
+                            for claimed in jobs {
+                                tokio::spawn(send::dispatch(claimed, dispatcher.clone()));
                             }
                         }
                         Err(e) => {
                             // Nothing is sent on an attempt that is not on
                             // disk: give the claims back; they are due again.
-                            for job in &jobs {
-                                core.release(&job.msg.id);
+                            for claimed in &jobs {
+                                core.release(&claimed.msg.id);
                             }
                             failed = Some(e.to_string());
                         }
@@ -231,6 +238,14 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                 Ok(n) => tracing::info!(purged = n, "forgot retired messages"),
                 Err(e) => tracing::warn!(error = %e, "purging retired messages failed"),
             }
+            // Survivors of mostly empty body segments move forward, off
+            // the runtime's threads.
+            let store = core.store.clone();
+            tokio::task::spawn_blocking(move || match store.compact() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(moved = n, "copied queued bodies forward out of mostly empty segments"),
+                Err(e) => tracing::warn!(error = %e, "copying bodies forward failed"),
+            });
             match core.store.events().prune(now - core.event_retention_ms) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(pruned = n, "forgot old events (`events.retention_days`)"),
@@ -255,15 +270,16 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
 }
 
 /// Claims one due message: expire what is past its lifetime, write the
-/// attempt and the next due time, and return its delivery jobs.
-fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<Vec<Job>, String> {
+/// attempt and the next due time, and return its recipients grouped by
+/// destination domain.
+fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<Option<send::Claimed>, String> {
     let Some(mut record) = core.store.message(&id).map_err(|e| e.to_string())? else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     if record.due_ms != due_ms {
         // A stale index key (crash between writes): drop it.
         core.store.update(&record, Some(due_ms)).map_err(|e| e.to_string())?;
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let expired = now >= record.received_ms + core.lifetime_ms;
     if record.is_finished() || expired {
@@ -297,7 +313,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                 .collect()
         };
         inflight::finish(core, record, events).map_err(|e| e.to_string())?;
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let old_due = record.due_ms;
     record.attempts += 1;
@@ -310,5 +326,5 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
     }
     tracing::debug!(msg_id = %id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
     let msg = InFlight::new(core.clone(), record, by_domain.len());
-    Ok(by_domain.into_iter().map(|(domain, rcpts)| Job { msg: msg.clone(), domain, rcpts }).collect())
+    Ok(Some(send::Claimed { msg, groups: by_domain.into_iter().collect() }))
 }

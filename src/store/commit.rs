@@ -1,14 +1,26 @@
-//! Group commit: many sessions, one fsync.
+//! Group commit: many sessions, one write and one fsync each for bodies
+//! and records.
 //!
-//! A writer applies its sled batch (in memory), then asks the committer
-//! for durability. The committer thread takes every request waiting at
-//! that moment, flushes sled once — which covers every write applied
-//! before the flush began — and answers them all. Under load one fsync
-//! serves dozens of messages (flushes are spaced at least 4 ms apart);
-//! idle, a lone message pays one fsync and no wait.
+//! A writer either applies its sled batch (in memory) and asks for
+//! durability, or — a new message — hands its body and its batch to the
+//! committer. The committer thread takes every request waiting at that
+//! moment and:
+//!
+//! 1. appends every waiting body to the current segment in one `write`
+//!    and one `fdatasync` ([`super::segments`]);
+//! 2. applies those messages' batches (with their location keys), so no
+//!    record can reach the disk before its body;
+//! 3. flushes sled once, which covers every batch applied before it began;
+//! 4. answers everyone, and deletes segments emptied before the flush.
+//!
+//! It never sleeps: whoever arrives while a round runs is served by the
+//! next one, so one session pays one round and fifty share one (the way
+//! PostgreSQL's WAL writer and RocksDB's write groups batch).
 
 use super::StoreError;
 use super::events::EventLog;
+use super::segments::Segments;
+use crate::id::MessageId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -16,28 +28,101 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-/// A flush that served this many writers means the relay is busy.
-const LOADED_BATCH: usize = 2;
+/// A new message for the committer: its body, and the batch (record, due
+/// key, events) that makes it queued once the body is on disk.
+pub struct NewMessage {
+    pub id: MessageId,
+    pub body: Vec<u8>,
+    pub batch: sled::Batch,
+    pub events: Vec<crate::events::Event>,
+}
 
-/// Least time between two flushes while the relay is busy.
-const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+enum Request {
+    /// Everything applied before the request is to be made durable.
+    Durable(Waiter),
+    Spool(Box<NewMessage>, Waiter),
+}
 
 #[derive(Clone)]
 pub struct Committer {
-    tx: mpsc::Sender<Waiter>,
+    tx: mpsc::Sender<Request>,
     flushes: Arc<AtomicU64>,
-    /// Flips to `true` at the first failed flush. sled keeps a write
-    /// error (ENOSPC, EIO) as a global state and fails every later flush
-    /// until the database is reopened, so one failure means the database
-    /// must be reopened.
+    /// Flips to `true` at the first failed flush or body write. sled keeps
+    /// a write error (ENOSPC, EIO) as a global state and fails every later
+    /// flush until the database is reopened, so one failure means the
+    /// database must be reopened.
     failed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+struct Round<'a> {
+    db: &'a sled::Db,
+    events: &'a EventLog,
+    segments: &'a Segments,
+    failed: &'a tokio::sync::watch::Sender<bool>,
+}
+
+impl Round<'_> {
+    /// Writes the bodies, then applies their batches. Returns the waiters,
+    /// each with the error that already decided its answer, if any.
+    fn spool(&self, new: Vec<(Box<NewMessage>, Waiter)>) -> Vec<(Waiter, Option<String>)> {
+        if new.is_empty() {
+            return Vec::new();
+        }
+        let bodies: Vec<(MessageId, &[u8])> = new.iter().map(|(m, _)| (m.id, m.body.as_slice())).collect();
+        let refs = match self.segments.append(&bodies) {
+            Ok(refs) => refs,
+            Err(e) => {
+                let e = format!("writing message bodies: {e}");
+                tracing::error!(error = %e, waiting = new.len(), "writing the spool failed");
+                self.failed.send_replace(true);
+                return new.into_iter().map(|(_, w)| (w, Some(e.clone()))).collect();
+            }
+        };
+        drop(bodies);
+        new.into_iter()
+            .zip(refs)
+            .map(|((m, w), r)| {
+                let NewMessage { id, body, mut batch, events } = *m;
+                drop(body);
+                batch.insert(&super::key(super::LOCATION, &id), &r.encode());
+                match self.events.apply(batch, events) {
+                    Ok(()) => (w, None),
+                    Err(e) => {
+                        self.segments.release(r);
+                        (w, Some(e.to_string()))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Flushes sled; on success, events applied so far become readable and
+    /// emptied segments are deleted.
+    fn flush(&self) -> Result<(), String> {
+        let doomed = self.segments.take_doomed();
+        // Every event applied before the flush begins is on disk once it
+        // returns.
+        let mark = self.events.applied();
+        let result = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
+        match &result {
+            Ok(()) => {
+                self.events.set_durable(mark);
+                self.segments.delete(doomed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "flushing the spool failed");
+                self.failed.send_replace(true);
+            }
+        }
+        result
+    }
+}
+
 impl Committer {
-    /// Starts the committer thread for `db`. It ends when every handle
-    /// (and so every sender) is gone.
-    pub fn start(db: sled::Db, events: Arc<EventLog>) -> Self {
-        let (tx, rx) = mpsc::channel::<Waiter>();
+    /// Starts the committer thread for `db` and the body `segments`. It
+    /// ends when every handle (and so every sender) is gone.
+    pub fn start(db: sled::Db, events: Arc<EventLog>, segments: Arc<Segments>) -> Self {
+        let (tx, rx) = mpsc::channel::<Request>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
         let failed = Arc::new(tokio::sync::watch::Sender::new(false));
@@ -45,39 +130,27 @@ impl Committer {
         std::thread::Builder::new()
             .name("herald-commit".into())
             .spawn(move || {
-                let mut last_flush = std::time::Instant::now();
-                let mut last_batch = 0usize;
+                let round = Round { db: &db, events: &events, segments: &segments, failed: &failed_flag };
                 while let Ok(first) = rx.recv() {
-                    // Under load (the last flush served several writers —
-                    // more than the delivery side alone produces per message),
-                    // space flushes at least MIN_INTERVAL apart so one flush
-                    // serves everyone writing meanwhile: each sled flush
-                    // seals a log buffer and wakes its I/O threads, which
-                    // costs far more CPU than the wait. A lone writer is
-                    // flushed at once.
-                    if last_batch >= LOADED_BATCH
-                        && let Some(wait) = MIN_INTERVAL.checked_sub(last_flush.elapsed())
-                    {
-                        std::thread::sleep(wait);
+                    let mut durable = Vec::new();
+                    let mut new = Vec::new();
+                    for req in std::iter::once(first).chain(rx.try_iter()) {
+                        match req {
+                            Request::Durable(w) => durable.push(w),
+                            Request::Spool(m, w) => new.push((m, w)),
+                        }
                     }
-                    last_flush = std::time::Instant::now();
-                    let mut waiters = vec![first];
-                    waiters.extend(rx.try_iter());
-                    last_batch = waiters.len();
-                    // Every event applied before the flush begins is on
-                    // disk once it returns.
-                    let mark = events.applied();
-                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-                    if result.is_ok() {
-                        events.set_durable(mark);
-                    }
+                    let spooled = round.spool(new);
+                    let result = round.flush();
                     counter.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, waiting = waiters.len(), "flushing the spool failed");
-                        failed_flag.send_replace(true);
-                    }
-                    for w in waiters {
+                    for w in durable {
                         let _ = w.send(result.clone());
+                    }
+                    for (w, error) in spooled {
+                        let _ = w.send(match error {
+                            Some(e) => Err(e),
+                            None => result.clone(),
+                        });
                     }
                 }
             })
@@ -85,14 +158,24 @@ impl Committer {
         Self { tx, flushes, failed }
     }
 
-    /// Resolves once everything applied before this call is on disk.
-    pub async fn durable(&self) -> Result<(), StoreError> {
+    async fn ask(&self, req: impl FnOnce(Waiter) -> Request) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(tx).map_err(|_| StoreError::Flush("commit thread is gone".into()))?;
+        self.tx.send(req(tx)).map_err(|_| StoreError::Flush("commit thread is gone".into()))?;
         match rx.await {
             Ok(result) => result.map_err(StoreError::Flush),
             Err(_) => Err(StoreError::Flush("commit thread is gone".into())),
         }
+    }
+
+    /// Resolves once everything applied before this call is on disk.
+    pub async fn durable(&self) -> Result<(), StoreError> {
+        self.ask(Request::Durable).await
+    }
+
+    /// Writes a new message's body, then applies its batch, and resolves
+    /// once both are on disk.
+    pub async fn spool(&self, message: NewMessage) -> Result<(), StoreError> {
+        self.ask(|w| Request::Spool(Box::new(message), w)).await
     }
 
     /// Resolves once a flush has failed (at once if one already did).

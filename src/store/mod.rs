@@ -1,26 +1,37 @@
-//! The durable spool: one sled database under the data directory.
+//! The durable spool: one sled database under the data directory for
+//! what is small and structured, and append-only segment files
+//! (`bodies/`, see [`segments`]) for the messages themselves.
 //!
-//! Layout of the `spool` tree (one tree, so a message's record, its body
-//! and its due-index key change together in one atomic batch):
+//! Layout of the `spool` tree (one tree, so a message's record, its body's
+//! location and its due-index key change together in one atomic batch):
 //!
 //! | key                          | value                          |
 //! |------------------------------|--------------------------------|
 //! | `m/<id>`                     | [`MessageRecord`] (JSON, versioned) |
-//! | `b/<id><n, 4 bytes BE>`      | the message as submitted, in 4 KiB chunks |
+//! | `l/<id>`                     | where the body is ([`segments::BodyRef`]) |
 //! | `q/<due ms, 8 bytes BE><id>` | empty: the due index the scheduler range-scans |
 //!
+//! (Spool format 1 kept bodies in the tree as `b/<id><n>` 4 KiB chunks;
+//! [`migrate`] moves them to segments when such a directory is opened.)
+//!
 //! Durability is shared: writers apply their batch, then wait on the
-//! [`commit::Committer`], which fsyncs once for everyone waiting.
+//! [`commit::Committer`], which fsyncs once for everyone waiting; a new
+//! message's batch is applied by the committer itself, right after its
+//! body is on disk.
 //!
 //! Finished messages move to the `retired` tree (record only, no body) and
 //! stay readable there until `queue.retire_after` has passed:
 //! `m/<id>` → record, `x/<finished ms, 8 bytes BE><id>` → empty.
 
 pub mod commit;
+mod compact;
+mod crc32c;
 pub mod disk;
 pub mod events;
+mod migrate;
 pub mod suppressions;
 pub mod records;
+pub mod segments;
 
 pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient};
 
@@ -30,6 +41,7 @@ use std::path::Path;
 
 const META: u8 = b'm';
 const BODY: u8 = b'b';
+const LOCATION: u8 = b'l';
 const DUE: u8 = b'q';
 
 /// Anything the store can fail with.
@@ -41,6 +53,10 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("the database could not be flushed to disk: {0}")]
     Flush(String),
+    #[error("message bodies: {0}")]
+    Bodies(#[from] std::io::Error),
+    #[error("{0}")]
+    Format(String),
 }
 
 /// Handle to the open database; cheap to clone.
@@ -50,6 +66,7 @@ pub struct Store {
     spool: sled::Tree,
     retired: sled::Tree,
     committer: Committer,
+    segments: std::sync::Arc<segments::Segments>,
     spooled: std::sync::Arc<tokio::sync::Notify>,
     disk: std::sync::Arc<disk::DiskWatch>,
     events: std::sync::Arc<events::EventLog>,
@@ -61,25 +78,6 @@ fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
     k[1] = b'/';
     k[2..].copy_from_slice(id.as_bytes());
     k
-}
-
-/// Bodies are stored in chunks of this size. sled keeps whole leaves (up
-/// to 16 entries) in memory and rewrites them on every change; with whole
-/// 40 KiB bodies as values a leaf grows to hundreds of KiB and the page
-/// cache no longer bounds memory. 4 KiB chunks keep leaves small.
-const CHUNK: usize = 4096;
-
-fn chunk_key(id: &MessageId, n: u32) -> [u8; 22] {
-    let mut k = [0u8; 22];
-    k[..18].copy_from_slice(&key(BODY, id));
-    k[18..].copy_from_slice(&n.to_be_bytes());
-    k
-}
-
-/// How many chunks a body of `len` bytes takes (at least one, so an empty
-/// body still exists).
-fn chunks_for(len: usize) -> u32 {
-    len.div_ceil(CHUNK).max(1) as u32
 }
 
 fn due_key(due_ms: i64, id: &MessageId) -> [u8; 26] {
@@ -99,6 +97,11 @@ impl Store {
     /// Opens (or creates) the database in `dir`, with a page cache of
     /// `cache_mb` MiB. Fails if another process holds it.
     pub fn open(dir: &Path, cache_mb: u64) -> Result<Self, StoreError> {
+        Self::open_sized(dir, cache_mb, segments::SEGMENT_MAX)
+    }
+
+    /// [`Store::open`], closing body segments past `segment_max` bytes.
+    pub fn open_sized(dir: &Path, cache_mb: u64, segment_max: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         // The database holds DKIM private keys and customers' mail: only the
         // relay's own user may enter the directory.
@@ -115,10 +118,15 @@ impl Store {
             .open()?;
         let spool = db.open_tree("spool")?;
         let retired = db.open_tree("retired")?;
+        let legacy = migrate::check_format(&db)?;
+        let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
+        if legacy {
+            migrate::bodies_to_segments(&db, &spool, &segments)?;
+        }
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
-        let committer = Committer::start(db.clone(), events.clone());
+        let committer = Committer::start(db.clone(), events.clone(), segments.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
-        Ok(Self { db, spool, retired, committer, spooled: Default::default(), disk, events })
+        Ok(Self { db, spool, retired, committer, segments, spooled: Default::default(), disk, events })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -152,22 +160,15 @@ impl Store {
         self.committer.flushes()
     }
 
-    /// Spools a new message: record, body and due key in one batch, then
-    /// waits for a shared flush. Returns once the message is on disk.
+    /// Spools a new message: the body goes to a segment, then record,
+    /// body location, due key and `events` in one batch, in a shared
+    /// commit. Returns once the message is on disk.
     pub async fn spool(&self, record: &MessageRecord, body: Vec<u8>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.insert(&key(META, &id), record.encode());
-        if body.is_empty() {
-            batch.insert(&chunk_key(&id, 0), &[]);
-        }
-        for (n, chunk) in body.chunks(CHUNK).enumerate() {
-            batch.insert(&chunk_key(&id, n as u32), chunk);
-        }
-        drop(body);
         batch.insert(&due_key(record.due_ms, &id), &[]);
-        self.events.apply(batch, events)?;
-        self.durable().await?;
+        self.committer.spool(commit::NewMessage { id, body, batch, events }).await?;
         self.spooled.notify_one();
         Ok(())
     }
@@ -273,14 +274,20 @@ impl Store {
         Ok(n)
     }
 
-    /// The message as submitted, reassembled from its chunks.
-    pub fn body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut body: Option<Vec<u8>> = None;
-        for item in self.spool.scan_prefix(key(BODY, id)) {
-            let (_, chunk) = item?;
-            body.get_or_insert_with(|| Vec::with_capacity(64 * 1024)).extend_from_slice(&chunk);
+    /// Where a queued message's body is.
+    fn location(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
+        match self.spool.get(key(LOCATION, id))? {
+            Some(v) => segments::BodyRef::decode(&v).map(Some).ok_or_else(|| StoreError::Corrupt { key: format!("l/{id}"), reason: "bad body location".into() }),
+            None => Ok(None),
         }
-        Ok(body)
+    }
+
+    /// The message as submitted, `None` once it is no longer queued.
+    pub fn body(&self, id: &MessageId) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.location(id)? {
+            Some(r) => Ok(Some(self.segments.read(r)?)),
+            None => Ok(None),
+        }
     }
 
     /// Up to `limit` (due ms, id) pairs due at or before `now_ms`, oldest first.
@@ -317,13 +324,15 @@ impl Store {
 
     fn remove_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
+        let location = self.location(&id)?;
         let mut batch = sled::Batch::default();
         batch.remove(&key(META, &id));
-        for n in 0..chunks_for(record.size) {
-            batch.remove(&chunk_key(&id, n));
-        }
+        batch.remove(&key(LOCATION, &id));
         batch.remove(&due_key(record.due_ms, &id));
         self.events.apply(batch, events)?;
+        if let Some(r) = location {
+            self.segments.release(r);
+        }
         Ok(())
     }
 }

@@ -1,0 +1,387 @@
+//! Message bodies in the spool's own append-only segment files
+//! (`<data dir>/bodies/<n>.seg`), out of the sled B-tree.
+//!
+//! The committer appends every waiting body in one `write` and makes them
+//! durable with one `fdatasync`, *before* the records that point at them
+//! are applied to sled: no record can reach the disk ahead of its body.
+//! Each body is framed:
+//!
+//! | bytes | what                                  |
+//! |-------|---------------------------------------|
+//! | 4     | body length, u32 little-endian        |
+//! | 4     | CRC32C of the id and the body         |
+//! | 16    | the message id                        |
+//! | len   | the body                              |
+//!
+//! A torn tail (a crash in the middle of an append) fails its length or
+//! checksum and is cut off when the last segment is opened again; nothing
+//! points at it, since its records were never applied.
+//!
+//! Each segment counts the queued messages whose bodies it holds (rebuilt
+//! at start from the location keys in sled). A segment other than the one
+//! being appended to whose count drops to zero is deleted right after the
+//! next successful flush, once the removals that emptied it are on disk.
+
+use super::crc32c;
+use crate::id::MessageId;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Frame header length.
+pub const HEADER: usize = 24;
+
+/// A segment past this size is closed and a new one started.
+pub const SEGMENT_MAX: u64 = 64 * 1024 * 1024;
+
+/// Where a body is: segment number, offset of its frame, body length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyRef {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl BodyRef {
+    pub fn encode(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.segment.to_be_bytes());
+        b[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        b[16..].copy_from_slice(&self.len.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 20] = b.try_into().ok()?;
+        Some(Self {
+            segment: u64::from_be_bytes(b[..8].try_into().ok()?),
+            offset: u64::from_be_bytes(b[8..16].try_into().ok()?),
+            len: u32::from_be_bytes(b[16..].try_into().ok()?),
+        })
+    }
+}
+
+/// One body's frame header.
+fn header(id: &MessageId, body: &[u8]) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    h[8..].copy_from_slice(id.as_bytes());
+    let crc = crc32c::extend(crc32c::crc32c(&h[8..]), body);
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Checks a frame header against the body read after it.
+fn check(h: &[u8; HEADER], body: &[u8]) -> bool {
+    u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize == body.len()
+        && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == crc32c::extend(crc32c::crc32c(&h[8..]), body)
+}
+
+fn segment_name(n: u64) -> String {
+    format!("{n:08}.seg")
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg").filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse().ok())
+}
+
+struct State {
+    active: u64,
+    file: Arc<File>,
+    end: u64,
+    live: HashMap<u64, u64>,
+    readers: HashMap<u64, Arc<File>>,
+    /// Empty and closed: deleted after the next successful flush.
+    doomed: Vec<u64>,
+}
+
+pub struct Segments {
+    dir: PathBuf,
+    /// Size past which a segment is closed ([`SEGMENT_MAX`] but in tests).
+    max: u64,
+    state: Mutex<State>,
+    /// Held through each append (the committer's, and copying forward).
+    writer: Mutex<()>,
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The length of the valid prefix of a segment: every frame whose length
+/// and checksum hold, up to the first that does not.
+fn valid_len(file: &File) -> io::Result<u64> {
+    let size = file.metadata()?.len();
+    let mut at = 0u64;
+    let mut buf = Vec::new();
+    while at + HEADER as u64 <= size {
+        let mut h = [0u8; HEADER];
+        file.read_exact_at(&mut h, at)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as u64;
+        if at + HEADER as u64 + len > size {
+            break;
+        }
+        buf.resize(len as usize, 0);
+        file.read_exact_at(&mut buf, at + HEADER as u64)?;
+        if !check(&h, &buf) {
+            break;
+        }
+        at += HEADER as u64 + len;
+    }
+    Ok(at)
+}
+
+impl Segments {
+    /// Opens the segments in `dir` (created if missing). `live` counts the
+    /// queued bodies per segment. Segments nothing points at are deleted;
+    /// the newest one is appended to after its torn tail, if any, is cut.
+    pub fn open(dir: &Path, live: HashMap<u64, u64>) -> io::Result<Self> {
+        Self::open_sized(dir, live, SEGMENT_MAX)
+    }
+
+    /// [`Segments::open`], closing segments past `max` bytes.
+    pub fn open_sized(dir: &Path, live: HashMap<u64, u64>, max: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if let Some(n) = entry.file_name().to_str().and_then(segment_number) {
+                found.push(n);
+            }
+        }
+        found.sort_unstable();
+        let active = found.last().copied().unwrap_or(1);
+        for &n in &found {
+            if n != active && live.get(&n).copied().unwrap_or(0) == 0 {
+                std::fs::remove_file(dir.join(segment_name(n)))?;
+            }
+        }
+        let path = dir.join(segment_name(active));
+        let file = open_append(&path)?;
+        let end = valid_len(&file)?;
+        if end < file.metadata()?.len() {
+            tracing::warn!(segment = %path.display(), valid = end, size = file.metadata()?.len(), "cutting a torn tail off the body segment");
+            file.set_len(end)?;
+            file.sync_all()?;
+        }
+        sync_dir(dir)?;
+        let state = State { active, file: Arc::new(file), end, live, readers: HashMap::new(), doomed: Vec::new() };
+        Ok(Self { dir: dir.to_path_buf(), max, state: Mutex::new(state), writer: Mutex::new(()) })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `bodies` in one write and one fdatasync; returns where each
+    /// one is. Each counts as live from here on (see [`Segments::release`]).
+    pub fn append(&self, bodies: &[(MessageId, &[u8])]) -> io::Result<Vec<BodyRef>> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (segment, file, start) = {
+            let mut s = self.state();
+            if s.end >= self.max {
+                self.rotate(&mut s)?;
+            }
+            (s.active, s.file.clone(), s.end)
+        };
+        let total: usize = bodies.iter().map(|(_, b)| HEADER + b.len()).sum();
+        let mut buf = Vec::with_capacity(total);
+        let mut refs = Vec::with_capacity(bodies.len());
+        for (id, body) in bodies {
+            let len = u32::try_from(body.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a body of 4 GiB or more"))?;
+            refs.push(BodyRef { segment, offset: start + buf.len() as u64, len });
+            buf.extend_from_slice(&header(id, body));
+            buf.extend_from_slice(body);
+        }
+        let written = file.write_all_at(&buf, start).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Leave no garbage between frames; a crash now leaves a torn
+            // tail, cut at the next start.
+            let _ = file.set_len(start);
+            return Err(e);
+        }
+        let mut s = self.state();
+        s.end = start + buf.len() as u64;
+        *s.live.entry(segment).or_default() += refs.len() as u64;
+        Ok(refs)
+    }
+
+    fn rotate(&self, s: &mut State) -> io::Result<()> {
+        let next = s.active + 1;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(self.dir.join(segment_name(next)))?;
+        sync_dir(&self.dir)?;
+        let old = s.active;
+        s.readers.insert(old, s.file.clone());
+        s.active = next;
+        s.file = Arc::new(file);
+        s.end = 0;
+        if s.live.get(&old).copied().unwrap_or(0) == 0 {
+            s.doomed.push(old);
+        }
+        Ok(())
+    }
+
+    /// One body no longer queued (its location key was removed).
+    pub fn release(&self, r: BodyRef) {
+        let mut s = self.state();
+        let left = match s.live.get_mut(&r.segment) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => return,
+        };
+        if left == 0 && r.segment != s.active {
+            s.live.remove(&r.segment);
+            s.doomed.push(r.segment);
+        }
+    }
+
+    /// Empty segments waiting to be deleted; taken before a flush and
+    /// given to [`Segments::delete`] once it succeeded.
+    pub fn take_doomed(&self) -> Vec<u64> {
+        std::mem::take(&mut self.state().doomed)
+    }
+
+    pub fn delete(&self, segments: Vec<u64>) {
+        for n in segments {
+            self.state().readers.remove(&n);
+            if let Err(e) = std::fs::remove_file(self.dir.join(segment_name(n))) {
+                tracing::warn!(segment = n, error = %e, "cannot delete an empty body segment");
+            }
+        }
+    }
+
+    /// Reads and checks one body.
+    pub fn read(&self, r: BodyRef) -> io::Result<Vec<u8>> {
+        let file = {
+            let mut s = self.state();
+            if r.segment == s.active {
+                s.file.clone()
+            } else if let Some(f) = s.readers.get(&r.segment) {
+                f.clone()
+            } else {
+                let f = Arc::new(File::open(self.dir.join(segment_name(r.segment)))?);
+                s.readers.insert(r.segment, f.clone());
+                f
+            }
+        };
+        let mut buf = vec![0u8; HEADER + r.len as usize];
+        file.read_exact_at(&mut buf, r.offset)?;
+        let h: [u8; HEADER] = buf[..HEADER].try_into().map_err(|_| io::Error::other("short frame"))?;
+        if !check(&h, &buf[HEADER..]) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("body in segment {} at {} fails its checksum", r.segment, r.offset)));
+        }
+        buf.drain(..HEADER);
+        Ok(buf)
+    }
+
+    /// A segment's size on disk.
+    pub fn size(&self, segment: u64) -> io::Result<u64> {
+        Ok(std::fs::metadata(self.dir.join(segment_name(segment)))?.len())
+    }
+
+    /// The segment being appended to.
+    pub fn active(&self) -> u64 {
+        self.state().active
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: i64) -> MessageId {
+        MessageId::generate(1_700_000_000_000 + n)
+    }
+
+    #[test]
+    fn body_ref_round_trips() {
+        let cases = [BodyRef { segment: 1, offset: 0, len: 0 }, BodyRef { segment: u64::MAX, offset: 1 << 40, len: u32::MAX }];
+        for r in cases {
+            assert_eq!(BodyRef::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(BodyRef::decode(&[0u8; 19]), None);
+    }
+
+    #[test]
+    fn segment_names() {
+        let cases = [("00000001.seg", Some(1)), ("123.seg", Some(123)), (".seg", None), ("1.sег", None), ("x1.seg", None), ("1.seg.tmp", None)];
+        for (name, want) in cases {
+            assert_eq!(segment_number(name), want, "{name}");
+        }
+        assert_eq!(segment_number(&segment_name(42)), Some(42));
+    }
+
+    #[test]
+    fn append_read_and_torn_tail_cut_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::open(dir.path(), HashMap::new()).unwrap();
+        let (a, b) = (id(1), id(2));
+        let refs = segs.append(&[(a, b"first body"), (b, b"")]).unwrap();
+        let more = segs.append(&[(id(3), &[7u8; 5000])]).unwrap();
+        assert_eq!(segs.read(refs[0]).unwrap(), b"first body");
+        assert_eq!(segs.read(refs[1]).unwrap(), b"");
+        assert_eq!(segs.read(more[0]).unwrap(), vec![7u8; 5000]);
+        drop(segs);
+        // A crash in the middle of the next append: half a frame.
+        let path = dir.path().join(segment_name(1));
+        let good = std::fs::metadata(&path).unwrap().len();
+        let mut torn = header(&id(4), &[1u8; 100]).to_vec();
+        torn.extend_from_slice(&[1u8; 40]);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all_at(&torn, good).unwrap();
+        let segs = Segments::open(dir.path(), HashMap::from([(1, 3)])).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good, "the torn frame is cut");
+        let after = segs.append(&[(id(5), b"after the cut")]).unwrap();
+        assert_eq!(after[0].offset, good);
+        assert_eq!(segs.read(refs[0]).unwrap(), b"first body");
+        assert_eq!(segs.read(after[0]).unwrap(), b"after the cut");
+    }
+
+    #[test]
+    fn a_flipped_byte_is_an_error_not_a_wrong_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::open(dir.path(), HashMap::new()).unwrap();
+        let r = segs.append(&[(id(1), b"the amount is 100 EUR")]).unwrap()[0];
+        let path = dir.path().join(segment_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 7;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(segs.read(r).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn an_emptied_closed_segment_is_deleted_after_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let segs = Segments::open(dir.path(), HashMap::new()).unwrap();
+        let r = segs.append(&[(id(1), b"x")]).unwrap()[0];
+        // Close segment 1 as if it had filled up.
+        segs.rotate(&mut segs.state()).unwrap();
+        let r2 = segs.append(&[(id(2), b"y")]).unwrap()[0];
+        assert_eq!((r.segment, r2.segment), (1, 2));
+        assert!(segs.take_doomed().is_empty());
+        segs.release(r);
+        let doomed = segs.take_doomed();
+        assert_eq!(doomed, vec![1]);
+        assert!(dir.path().join(segment_name(1)).exists(), "kept until the flush");
+        segs.delete(doomed);
+        assert!(!dir.path().join(segment_name(1)).exists());
+        // The active segment stays even when empty.
+        segs.release(r2);
+        assert!(segs.take_doomed().is_empty());
+        // At start, a closed segment nothing points at goes at once.
+        segs.rotate(&mut segs.state()).unwrap();
+        drop(segs);
+        let _ = Segments::open(dir.path(), HashMap::new()).unwrap();
+        assert!(!dir.path().join(segment_name(2)).exists());
+        assert!(dir.path().join(segment_name(3)).exists());
+    }
+}
