@@ -103,7 +103,10 @@ fn operator_onboards_a_domain_and_finds_a_message() {
     b.goto(&format!("{}/", base(&w)));
     b.find("#sign-in-view");
     let loaded = b.exec("return performance.getEntriesByType('navigation')[0].loadEventEnd;", json!([]));
-    assert!(loaded.as_f64().is_some_and(|ms| ms > 0.0 && ms < 1000.0), "the page took {loaded} ms to load");
+    // Speed is measured by benchmarks, never asserted by a timed test:
+    // the load time is printed for a person to read.
+    assert!(loaded.as_f64().is_some_and(|ms| ms > 0.0), "the page never finished loading: {loaded}");
+    eprintln!("the admin page loaded in {loaded} ms");
     b.screenshot("01-sign-in");
     b.type_into("#token", "not-the-token");
     b.click("#sign-in");

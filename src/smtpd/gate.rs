@@ -12,6 +12,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The limits of one kind of listener (submission, bounce intake).
 pub struct Gate {
+    /// Poked whenever a session ends (a slot may be free).
+    freed: Arc<tokio::sync::Notify>,
     total: Arc<Semaphore>,
     max_total: usize,
     max_per_ip: usize,
@@ -21,6 +23,7 @@ pub struct Gate {
 
 /// A live session's place; gives it back when dropped.
 pub struct Pass {
+    freed: Arc<tokio::sync::Notify>,
     _total: OwnedSemaphorePermit,
     ip: IpAddr,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
@@ -37,12 +40,14 @@ impl Drop for Pass {
                 map.remove(&self.ip);
             }
         }
+        drop(map);
+        self.freed.notify_waiters();
     }
 }
 
 impl Gate {
     pub fn new(max_total: usize, max_per_ip: usize, counters: Arc<Counters>) -> Self {
-        Self { total: Arc::new(Semaphore::new(max_total)), max_total, max_per_ip, per_ip: Default::default(), counters }
+        Self { freed: Default::default(), total: Arc::new(Semaphore::new(max_total)), max_total, max_per_ip, per_ip: Default::default(), counters }
     }
 
     /// Admits a session from `ip`, or says which limit refuses it (the
@@ -62,7 +67,36 @@ impl Gate {
         }
         *n += 1;
         drop(map);
-        Ok(Pass { _total: total, ip, per_ip: self.per_ip.clone() })
+        Ok(Pass { freed: self.freed.clone(), _total: total, ip, per_ip: self.per_ip.clone() })
+    }
+
+    /// [`Gate::admit`], waiting up to `patience` for a slot of `ip` to be
+    /// freed. A client that reconnects the instant it read `221` to QUIT
+    /// races its own previous session, whose slot is given back only
+    /// after that reply; it should not be refused for it.
+    pub async fn admit_within(&self, ip: IpAddr, patience: std::time::Duration) -> Result<Pass, Reply> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let freed = self.freed.notified();
+            match self.admit_quietly(ip) {
+                Ok(pass) => return Ok(pass),
+                Err(true) if tokio::time::Instant::now() < deadline => {
+                    let _ = tokio::time::timeout_at(deadline, freed).await;
+                }
+                Err(_) => return self.admit(ip),
+            }
+        }
+    }
+
+    /// Like [`Gate::admit`] without counting a refusal: `Err(true)` when
+    /// only the per-address limit refused.
+    fn admit_quietly(&self, ip: IpAddr) -> Result<Pass, bool> {
+        let key = client_key(ip);
+        let full = self.per_ip.lock().unwrap_or_else(|e| e.into_inner()).get(&key).is_some_and(|&n| n >= self.max_per_ip);
+        if full {
+            return Err(true);
+        }
+        self.admit(ip).map_err(|_| false)
     }
 
     /// Resolves once every admitted session has ended.

@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+/// How long a connection may wait for its address's slot to be given back
+/// (see [`Gate::admit_within`]) before it is refused.
+const ADMIT_PATIENCE: Duration = Duration::from_millis(250);
+
 /// A bound listener, before it accepts.
 pub struct Listener {
     pub socket: TcpListener,
@@ -69,17 +73,18 @@ async fn accept_loop(ctx: SharedContext, listener: Listener, gate: Arc<Gate>) {
             _ = super::stopping(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let pass = match gate.admit(peer.ip()) {
-            Ok(pass) => pass,
-            Err(reply) => {
-                tracing::warn!(%peer, reply = %reply.lines.join(" "), "connection refused");
-                tokio::spawn(refuse(stream, reply));
-                continue;
-            }
-        };
         let ctx = ctx.clone();
         let mode = listener.mode;
+        let gate = gate.clone();
         tokio::spawn(async move {
+            let pass = match gate.admit_within(peer.ip(), ADMIT_PATIENCE).await {
+                Ok(pass) => pass,
+                Err(reply) => {
+                    tracing::warn!(%peer, reply = %reply.lines.join(" "), "connection refused");
+                    refuse(stream, reply).await;
+                    return;
+                }
+            };
             match mode.tls {
                 ListenerTls::Implicit => {
                     let Some(acceptor) = ctx.tls.clone() else { return };
