@@ -174,10 +174,11 @@ impl From<DomainsError> for ApiError {
         match e {
             DomainsError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             DomainsError::Store(e) => e.into(),
-            DomainsError::Keys { .. } => {
+            DomainsError::Keys { .. } | DomainsError::Rotation(_) => {
                 tracing::error!(error = %e, "admin API: DKIM keys unreadable");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
+            DomainsError::RotationBusy(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

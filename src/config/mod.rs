@@ -6,11 +6,13 @@
 //! one go, each naming its key and the fix.
 
 mod bounces;
+mod dns_server;
 mod domains;
 mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
+pub use dns_server::DnsServerConfig;
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -50,6 +52,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub domains: DomainsConfig,
     pub bounces: BouncesConfig,
+    pub dns_server: DnsServerConfig,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).

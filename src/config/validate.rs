@@ -66,7 +66,7 @@ impl Collector {
 /// Validates everything; `Ok` only when nothing is wrong.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "dns_server"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -89,6 +89,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     c.unknown("domains", &config.domains.unknown, super::domains::KEYS);
     c.0.extend(super::domains::problems(&config.domains));
     c.unknown("bounces", &config.bounces.unknown, super::bounces::KEYS);
+    c.unknown("dns_server", &config.dns_server.unknown, super::dns_server::KEYS);
+    c.0.extend(super::dns_server::problems(&config.dns_server));
     let listeners: Vec<SocketAddr> = config.listeners.iter().filter_map(|l| l.address.parse().ok()).collect();
     c.0.extend(super::bounces::problems(&config.bounces, &listeners));
     if c.0.is_empty() { Ok(()) } else { Err(ConfigErrors(c.0)) }

@@ -11,6 +11,7 @@
 //! someone else's keys.
 
 use super::input::{self, AddError};
+use super::rotation::{self, Advanced, Keys, RotateError};
 use super::names::{self, CustomerRecord};
 use super::state::{self, DomainState, Timing, Transition};
 use crate::clock::SharedClock;
@@ -21,6 +22,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Version of [`DomainRecord`] as stored.
 pub const RECORD_VERSION: u32 = 1;
@@ -47,6 +49,10 @@ pub struct DomainRecord {
     /// State changes, oldest first (at most [`state::MAX_HISTORY`]).
     pub history: Vec<Transition>,
     pub created_ms: i64,
+    /// What each selector's key is doing (rotation); absent in records
+    /// from before rotation, which means selector 1 signs.
+    #[serde(default)]
+    pub keys: Keys,
 }
 
 impl DomainRecord {
@@ -64,6 +70,7 @@ impl DomainRecord {
             next_check_ms,
             history: Vec::new(),
             created_ms,
+            keys: Keys::default(),
         }
     }
 
@@ -78,7 +85,7 @@ impl DomainRecord {
 
     /// The selector mail is signed with now.
     pub fn active_selector(&self) -> String {
-        names::active_selector(&self.selector_prefix)
+        self.selectors()[self.keys.active()].clone()
     }
 
     /// `em4821.customer.nl`: the envelope sender's domain when verified.
@@ -119,6 +126,22 @@ pub struct Registry {
     clock: SharedClock,
     config: Arc<DomainsConfig>,
     timing: Timing,
+    /// Counts changes to what the operator zone holds (domains, keys),
+    /// for the embedded DNS server to rebuild and NOTIFY.
+    changes: Arc<watch::Sender<u64>>,
+}
+
+/// Why a rotation step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("`{0}` is not a registered domain")]
+    NotFound(String),
+    #[error(transparent)]
+    Busy(#[from] RotateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot make a new DKIM key: {0}")]
+    Keys(String),
 }
 
 fn domain_key(domain: &str) -> Vec<u8> {
@@ -146,7 +169,22 @@ impl Registry {
             clock,
             config: Arc::new(config.clone()),
             timing: Timing::from_config(config),
+            changes: Arc::new(watch::Sender::new(0)),
         })
+    }
+
+    /// Notified whenever the operator zone's content may have changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The change counter now (see [`Registry::subscribe`]).
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn config(&self) -> &DomainsConfig {
@@ -217,6 +255,7 @@ impl Registry {
         });
         match result {
             Ok(()) => {
+                self.changed();
                 tracing::info!(domain = %record.domain, tenant = record.tenant, return_path = %record.return_path_host(), "domain added (pending)");
                 Ok(record)
             }
@@ -275,6 +314,7 @@ impl Registry {
             for selector in r.selectors() {
                 self.keys.remove(&r.domain, &selector)?;
             }
+            self.changed();
             tracing::info!(domain = %r.domain, tenant = r.tenant, state = %r.state, "domain removed, with its DKIM keys");
         }
         Ok(removed)
@@ -290,6 +330,7 @@ impl Registry {
             let mut record = DomainRecord::decode(&key, &old)?;
             change(&mut record);
             if self.tree.compare_and_swap(&key, Some(&old), Some(record.encode()))?.is_ok() {
+                self.changed();
                 return Ok(Some(record));
             }
         }
@@ -327,19 +368,105 @@ impl Registry {
         Ok(crate::policy::decide(from_domain, covering))
     }
 
-    /// `(selector, base64 public key)` for both selectors of `record`.
+    /// `(selector, base64 public key)` for each selector of `record` whose
+    /// key is published; a withdrawn one with an empty key when
+    /// `domains.revoke_withdrawn` (published as `p=`), else left out.
     pub fn public_keys(&self, record: &DomainRecord) -> Result<Vec<(String, String)>, String> {
-        record
-            .selectors()
-            .into_iter()
-            .map(|selector| {
-                let key = self
-                    .keys
-                    .get(&record.domain, &selector)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("no DKIM key {selector} for {}", record.domain))?;
-                Ok((selector, crate::dkim::public_key_b64(&key.der()?)?))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (index, selector) in record.selectors().into_iter().enumerate() {
+            if !record.keys.published(index) {
+                if self.config.revoke_withdrawn {
+                    out.push((selector, String::new()));
+                }
+                continue;
+            }
+            let key = self
+                .keys
+                .get(&record.domain, &selector)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no DKIM key {selector} for {}", record.domain))?;
+            out.push((selector, crate::dkim::public_key_b64(&key.der()?)?));
+        }
+        Ok(out)
     }
-}
+
+    /// Starts a key rotation of `domain` (see [`rotation`]): a fresh key
+    /// for the idle selector, stored and published. `external` says the
+    /// operator publishes the zone by hand (for the history's words).
+    pub fn start_rotation(&self, domain: &str, external: bool) -> Result<DomainRecord, RotationError> {
+        let current = self.get(domain)?.ok_or_else(|| RotationError::NotFound(domain.to_string()))?;
+        // Refused early, before spending a key generation on it.
+        rotation::start(&mut current.keys.clone(), &current.selectors(), 0, external)?;
+        let now = self.clock.now_ms();
+        let idle = current.selectors()[1 - current.keys.active()].clone();
+        let key = KeyStore::fresh(&current.domain, &idle, now).map_err(RotationError::Keys)?;
+        let mut refused = None;
+        let stored = self.update(&current.domain, |r| {
+            refused = None;
+            if r.tenant != current.tenant {
+                refused = Some(RotationError::NotFound(current.domain.clone()));
+                return;
+            }
+            let selectors = r.selectors();
+            if let Err(e) = rotation::start(&mut r.keys, &selectors, now, external) {
+                refused = Some(e.into());
+            }
+        })?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        let stored = stored.ok_or_else(|| RotationError::NotFound(current.domain.clone()))?;
+        // The record says "publishing" a moment before the key is there;
+        // `visible_key_is_new` keeps a check in that moment from counting.
+        self.keys.replace(&key).map_err(RotationError::Keys)?;
+        self.changed();
+        tracing::info!(domain = %stored.domain, selector = %idle, "DKIM key rotation started: new key published");
+        Ok(stored)
+    }
+
+    /// Whether the stored key of the publishing selector is the rotation's
+    /// new one (made at or after the rotation started).
+    pub fn publishing_key_ready(&self, record: &DomainRecord) -> bool {
+        let Some(index) = record.keys.publishing() else { return false };
+        let since = match record.keys.phases()[index] {
+            rotation::KeyPhase::Publishing { since_ms } => since_ms,
+            _ => return false,
+        };
+        let selector = &record.selectors()[index];
+        matches!(self.keys.get(&record.domain, selector), Ok(Some(k)) if k.created_ms >= since)
+    }
+
+    /// Moves the rotation of `domain` on ([`rotation::advance`]);
+    /// `visible`: whether the new key resolves through the customer's
+    /// CNAME now. Withdrawn keys are deleted.
+    pub fn advance_rotation(&self, domain: &str, tenant: u64, visible: Option<bool>) -> Result<(DomainRecord, Vec<Advanced>), RotationError> {
+        let now = self.clock.now_ms();
+        let retention = i64::try_from(self.config.key_retention().as_millis()).unwrap_or(i64::MAX);
+        let revoke = self.config.revoke_withdrawn;
+        let mut done = Vec::new();
+        let stored = self.update(domain, |r| {
+            let selectors = r.selectors();
+            done = if r.tenant == tenant {
+                rotation::advance(&mut r.keys, &selectors, visible, now, retention, revoke)
+            } else {
+                Vec::new()
+            };
+        })?;
+        let stored = stored
+            .filter(|r| r.tenant == tenant)
+            .ok_or_else(|| RotationError::NotFound(domain.to_string()))?;
+        for step in &done {
+            match step {
+                Advanced::Switched { to } => {
+                    tracing::info!(domain = %stored.domain, selector = %stored.selectors()[*to], "DKIM signing switched to the new key")
+                }
+                Advanced::Withdrawn { index } => {
+                    let selector = &stored.selectors()[*index];
+                    self.keys.remove(&stored.domain, selector)?;
+                    self.changed();
+                    tracing::info!(domain = %stored.domain, selector = %selector, revoked = revoke, "old DKIM key withdrawn");
+                }
+            }
+        }
+        Ok((stored, done))
+    }}
