@@ -6,7 +6,7 @@ use crate::config::{Config, ListenerTls};
 use crate::delivery::{Dispatcher, Preparer, Settings};
 use crate::dkim::KeyStore;
 use crate::dns::Dns;
-use crate::domains::Domains;
+use crate::domains::{Domains, RelayIdentity, ZoneSettings};
 use crate::queue::QueueCore;
 use crate::store::Store;
 use crate::submission::{self, Acceptors, Context, Listener};
@@ -28,6 +28,9 @@ pub struct Running {
     /// The bound bounce intake address; `None` when `bounces.address` is empty.
     pub bounce_addr: Option<SocketAddr>,
     bounces: Option<tokio::task::JoinHandle<()>>,
+    /// The embedded DNS server's addresses (UDP and TCP each); empty when off.
+    pub dns_addrs: Vec<SocketAddr>,
+    dns_server: Option<crate::dns_server::DnsServer>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
     scheduler: tokio::task::JoinHandle<()>,
@@ -70,7 +73,23 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     // can be published before any mail goes out.
     let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
     relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
-    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains).map_err(|e| format!("`server.data_dir`: {e}"))?;
+    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains)
+        .map_err(|e| format!("`server.data_dir`: {e}"))?
+        .with_zone_settings(ZoneSettings {
+            ttl: config.dns_server.ttl_secs(),
+            relay: Some(RelayIdentity {
+                domain: config.identity.domain.clone(),
+                selector: config.identity.dkim_selector.clone(),
+                bounce_domain: config.identity.bounce_domain.clone(),
+            }),
+            embedded: config.dns_server.enabled(),
+        });
+    let dns_server = if config.dns_server.enabled() {
+        Some(crate::dns_server::DnsServer::start(&config.dns_server, domains.clone(), &config.server.hostname, shutdown_rx.clone()).await?)
+    } else {
+        None
+    };
+    let dns_addrs = dns_server.as_ref().map(|d| d.addrs.clone()).unwrap_or_default();
     let rechecks = tokio::spawn(crate::domains::recheck::run(domains.clone(), shutdown_rx.clone()));
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
@@ -88,7 +107,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, shutdown, acceptors, scheduler, rechecks, grace })
+    Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, dns_addrs, dns_server, shutdown, acceptors, scheduler, rechecks, grace })
 }
 
 impl Running {
@@ -110,6 +129,9 @@ impl Running {
         }
         let _ = self.scheduler.await;
         let _ = self.rechecks.await;
+        if let Some(dns) = self.dns_server {
+            dns.shutdown().await;
+        }
         if let Err(e) = self.store.durable().await {
             tracing::error!(error = %e, "final flush failed");
         }

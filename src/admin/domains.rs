@@ -10,7 +10,7 @@
 
 use super::types::{AddDomainV1, DomainListV1, DomainV1, VerificationV1};
 use super::{AdminState, ApiError};
-use crate::domains::{self, AddError, DomainRecord, Domains, DomainsError, OperatorData, OperatorRecord, names};
+use crate::domains::{AddError, DomainRecord, Domains, DomainsError};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -88,39 +88,11 @@ pub(super) async fn remove(State(s): Shared, Path(domain): Path<String>) -> Resu
     Ok(Json(view))
 }
 
-/// `GET /api/dns/zone`: the relay's own DKIM record and every tenant's
-/// operator records, as an RFC 1035 zone-file fragment (text/plain).
+/// `GET /api/dns/zone`: the relay's own DKIM key and every tenant's
+/// operator records, as an RFC 1035 zone-file fragment (text/plain): what
+/// the embedded DNS server serves, for an operator who publishes by hand.
 pub(super) async fn zone(State(s): Shared) -> Result<impl IntoResponse, ApiError> {
-    let text = blocking(&s, |s| {
-        let identity = &s.queue.preparer.identity;
-        let key = s
-            .queue
-            .preparer
-            .keys
-            .get_or_create(&identity.domain, &identity.dkim_selector, s.queue.clock.now_ms())
-            .map_err(|reason| DomainsError::Keys {
-                domain: identity.domain.clone(),
-                reason,
-            })?;
-        let public = key.der().and_then(|der| crate::dkim::public_key_b64(&der));
-        let public = public.map_err(|reason| DomainsError::Keys {
-            domain: identity.domain.clone(),
-            reason,
-        })?;
-        let own = OperatorRecord {
-            name: names::dkim_host(&identity.dkim_selector, &identity.domain),
-            data: OperatorData::Txt(crate::dkim::split_txt(&crate::dkim::txt_value(&public))),
-        };
-        Ok(format!(
-            "; herald operator zone: records the relay's DNS must publish (`herald dns zone`).\n\
-             ; The relay's own DKIM key (identity.domain {}, selector {}):\n{}{}",
-            identity.domain,
-            identity.dkim_selector,
-            names::zone_fragment(&[own], domains::ZONE_TTL),
-            s.domains.zone_fragment()?
-        ))
-    })
-    .await?;
+    let text = blocking(&s, |s| Ok(s.domains.zone_content()?.text())).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 

@@ -19,7 +19,7 @@ pub struct Preparer {
     pub dns: Dns,
     pub keys: KeyStore,
     pub clock: crate::clock::SharedClock,
-    signers: Mutex<HashMap<(String, String), Signer>>,
+    signers: Mutex<HashMap<(String, String), (String, Signer)>>,
     pool: SignPool,
 }
 
@@ -30,15 +30,20 @@ impl Preparer {
     }
 
     /// The signer for `domain`/`selector`, from memory or the key store
-    /// (the relay's own key is generated on first use).
+    /// (the relay's own key is generated on first use). The stored key is
+    /// read every time (one sled lookup): key rotation replaces the key
+    /// behind a selector, and the parsed signer is only reused while the
+    /// stored key is the same.
     pub fn signer(&self, domain: &str, selector: &str) -> Result<Signer, String> {
         let k = (domain.to_string(), selector.to_string());
-        if let Some(s) = self.signers.lock().map_err(|_| "signer cache poisoned")?.get(&k) {
+        let stored = self.keys.get_or_create(domain, selector, self.clock.now_ms())?;
+        if let Some((pkcs8, s)) = self.signers.lock().map_err(|_| "signer cache poisoned")?.get(&k)
+            && *pkcs8 == stored.pkcs8
+        {
             return Ok(s.clone());
         }
-        let stored = self.keys.get_or_create(domain, selector, self.clock.now_ms())?;
         let signer = Signer::new(domain, selector, &stored.der()?)?;
-        self.signers.lock().map_err(|_| "signer cache poisoned")?.insert(k, signer.clone());
+        self.signers.lock().map_err(|_| "signer cache poisoned")?.insert(k, (stored.pkcs8, signer.clone()));
         Ok(signer)
     }
 

@@ -27,6 +27,7 @@ use tokio::sync::watch;
 /// Version of [`DomainRecord`] as stored.
 pub const RECORD_VERSION: u32 = 1;
 const NEXT_TENANT: &[u8] = b"next_tenant";
+const ZONE_SERIAL: &[u8] = b"zone_serial";
 
 /// One customer domain as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +182,28 @@ impl Registry {
     /// The change counter now (see [`Registry::subscribe`]).
     pub fn generation(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// The operator zone's SOA serial for content `digest`: the stored one
+    /// while the digest is the same, else `next(old serial)`, stored with
+    /// the new digest (so the serial survives restarts and only moves when
+    /// the records do).
+    pub fn zone_serial(&self, digest: u64, next: impl Fn(u32) -> u32) -> Result<u32, StoreError> {
+        let read = |v: Option<&[u8]>| -> (u32, Option<u64>) {
+            match v.and_then(|b| <[u8; 12]>::try_from(b).ok()) {
+                Some(b) => (
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                    Some(u64::from_be_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]])),
+                ),
+                None => (0, None),
+            }
+        };
+        let new = self.tree.update_and_fetch(ZONE_SERIAL, |old| {
+            let (serial, stored) = read(old);
+            let serial = if stored == Some(digest) { serial } else { next(serial) };
+            Some([serial.to_be_bytes().as_slice(), &digest.to_be_bytes()].concat())
+        })?;
+        Ok(read(new.as_deref()).0)
     }
 
     fn changed(&self) {
