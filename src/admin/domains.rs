@@ -8,9 +8,9 @@
 //! write sled and an add generates two RSA keys, so they run off the async
 //! workers.
 
-use super::types::{AddDomainV1, DomainListV1, DomainV1, VerificationV1};
+use super::types::{AddDomainV1, DomainListV1, DomainV1, RecordCheckV1, RotationV1, VerificationV1};
 use super::{AdminState, ApiError};
-use crate::domains::{AddError, DomainRecord, Domains, DomainsError};
+use crate::domains::{AddError, DomainRecord, Domains, DomainsError, RecordCheck};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -61,6 +61,29 @@ pub(super) async fn verify(State(s): Shared, Path(domain): Path<String>) -> Resu
     let (record, verification) = s.domains.verify_now(&domain).await?;
     tracing::info!(domain = %record.domain, state = %record.state, overall = ?verification.overall, "domain checked over the admin API");
     Ok(Json(VerificationV1::new(&record.domain, record.state, &verification)))
+}
+
+/// `POST /api/domains/{domain}/rotate`: starts a DKIM key rotation (a new
+/// key for the idle selector, published) and checks at once whether it is
+/// visible through the customer's CNAME, switching signing when it is.
+/// While a rotation waits for its key, checks again. 409 while the old key
+/// of the last rotation is still retained.
+pub(super) async fn rotate(State(s): Shared, Path(domain): Path<String>) -> Result<Json<RotationV1>, ApiError> {
+    let rotated = s.domains.rotate(&domain).await?;
+    let record = &rotated.record;
+    let check = rotated.check.as_ref().map(|status| {
+        let index = record.keys.publishing().unwrap_or(record.keys.active());
+        let r = &s.domains.customer_records(record)[1 + index];
+        RecordCheckV1::from(&RecordCheck {
+            host: r.host.clone(),
+            label: r.label.clone(),
+            expected: r.value.clone(),
+            status: status.clone(),
+        })
+    });
+    let embedded = s.domains.zone_settings().embedded;
+    tracing::info!(domain = %record.domain, selector = %record.active_selector(), switched = rotated.switched, "DKIM key rotation over the admin API");
+    Ok(Json(RotationV1::new(record, rotated.switched, check, embedded)))
 }
 
 /// `DELETE /api/domains/{domain}`: removes the domain and its DKIM keys;
