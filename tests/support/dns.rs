@@ -134,7 +134,7 @@ async fn serve_udp(socket: UdpSocket, state: Arc<Mutex<State>>) {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(reply) = respond(&buf[..len], &state, true) {
+        if let Some(reply) = respond(&buf[..len], &state, true).await {
             let _ = socket.send_to(&reply, peer).await;
         }
     }
@@ -164,7 +164,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         if stream.read_exact(&mut query).await.is_err() {
             return;
         }
-        let Some(reply) = respond(&query, &state, false) else { return };
+        let Some(reply) = respond(&query, &state, false).await else { return };
         let Ok(reply_len) = u16::try_from(reply.len()) else { return };
         let mut framed = reply_len.to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
@@ -175,7 +175,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// The wire reply to one wire query, or `None` for garbage.
-fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
+async fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if request.metadata.message_type != MessageType::Query {
         return None;
@@ -197,7 +197,7 @@ fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
                 answer(&state, q.name(), q.query_type())
             };
             if let Some((name, server)) = forward {
-                match ask(server, &name, q.query_type()) {
+                match ask(server, &name, q.query_type()).await {
                     Some(reply) => {
                         if answers.is_empty() {
                             code = reply.metadata.response_code;
@@ -223,9 +223,9 @@ fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
 }
 
 /// Asks `server` one question as a resolver would: UDP with EDNS, TCP
-/// when the answer was truncated. Blocking (loopback, bounded timeouts).
-fn ask(server: SocketAddr, name: &Name, qtype: RecordType) -> Option<Message> {
-    use std::io::{Read, Write};
+/// when the answer was truncated; bounded by timeouts.
+async fn ask(server: SocketAddr, name: &Name, qtype: RecordType) -> Option<Message> {
+    let wait = std::time::Duration::from_secs(2);
     let mut query = Message::query();
     query.metadata.id = rand_id();
     query.add_query(hickory_resolver::proto::op::Query::query(name.clone(), qtype));
@@ -233,24 +233,21 @@ fn ask(server: SocketAddr, name: &Name, qtype: RecordType) -> Option<Message> {
     edns.set_max_payload(1232);
     query.set_edns(edns);
     let bytes = query.to_vec().ok()?;
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
-    udp.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
-    udp.send_to(&bytes, server).ok()?;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    udp.send_to(&bytes, server).await.ok()?;
     let mut buf = vec![0u8; 65_535];
-    let len = udp.recv(&mut buf).ok()?;
+    let len = tokio::time::timeout(wait, udp.recv(&mut buf)).await.ok()?.ok()?;
     let reply = Message::from_vec(&buf[..len]).ok()?;
     if !reply.metadata.truncation {
         return Some(reply);
     }
-    let mut tcp = std::net::TcpStream::connect_timeout(&server, std::time::Duration::from_secs(2)).ok()?;
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    let mut tcp = tokio::time::timeout(wait, TcpStream::connect(server)).await.ok()?.ok()?;
     let mut framed = u16::try_from(bytes.len()).ok()?.to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
-    tcp.write_all(&framed).ok()?;
-    let mut len = [0u8; 2];
-    tcp.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    tcp.read_exact(&mut body).ok()?;
+    tcp.write_all(&framed).await.ok()?;
+    let len = tokio::time::timeout(wait, tcp.read_u16()).await.ok()?.ok()?;
+    let mut body = vec![0u8; usize::from(len)];
+    tokio::time::timeout(wait, tcp.read_exact(&mut body)).await.ok()?.ok()?;
     Message::from_vec(&body).ok()
 }
 
