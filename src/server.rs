@@ -75,6 +75,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
     let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains)
         .map_err(|e| format!("`server.data_dir`: {e}"))?
+        .with_events(store.clone())
         .with_zone_settings(ZoneSettings {
             ttl: config.dns_server.ttl_secs(),
             relay: Some(RelayIdentity {
@@ -94,17 +95,27 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer));
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
+    let webhooks = crate::webhooks::Webhooks::start(config, &store, clock.clone(), shutdown_rx.clone())?;
     tokio::spawn(crate::memory::run(Duration::from_secs(5), shutdown_rx.clone()));
+    // What the SMTP listeners refuse, counted for /metrics.
+    let counters = Arc::new(crate::smtpd::Counters::default());
     let admin = admin_listener.map(|l| {
-        let state = crate::admin::AdminState { store: store.clone(), queue: queue.clone(), domains: domains.clone(), token: config.admin.token.clone() };
+        let state = crate::admin::AdminState {
+            store: store.clone(),
+            queue: queue.clone(),
+            domains: domains.clone(),
+            token: config.admin.token.clone(),
+            refusals: counters.clone(),
+            webhooks: webhooks.clone(),
+        };
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
     });
     let bounces = bounce_listener.map(|l| {
-        let ctx = crate::inbound::Context::new(config, store.clone(), queue.clone(), domains.registry().clone(), shutdown_rx.clone());
+        let ctx = crate::inbound::Context::new(config, store.clone(), queue.clone(), domains.registry().clone(), shutdown_rx.clone(), counters.clone());
         tokio::spawn(crate::inbound::serve(l, Arc::new(ctx)))
     });
 
-    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx));
+    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx, counters));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, dns_addrs, dns_server, shutdown, acceptors, scheduler, rechecks, grace })

@@ -177,8 +177,16 @@ async fn queued_message_summary_retry_and_drop() {
     assert_eq!(list.messages[0].id, id.as_str());
     let health: HealthV1 = call(&relay, "GET", "/api/health", 200).await;
     assert_eq!(health.queued, 1);
+    // Refusals are counted: one wrong password, one command with a NUL.
+    let mut guesser = relay.tls_client().await;
+    assert_eq!(guesser.auth_plain(USER, "wrong").await.unwrap().code, 535);
+    assert_eq!(guesser.command("NOOP \0").await.unwrap().code, 501);
     let (status, metrics) = http(&relay, "GET", "/metrics", Some(&format!("Bearer {TOKEN}"))).await;
     assert_eq!(status, 200);
+    assert!(metrics.contains("# TYPE herald_smtp_refusals_total counter\n"), "{metrics}");
+    for (reason, n) in [("auth_failure", 1), ("control_bytes", 1), ("auth_lockout", 0), ("max_connections_per_ip", 0), ("command_timeout", 0)] {
+        assert!(metrics.contains(&format!("herald_smtp_refusals_total{{reason=\"{reason}\"}} {n}\n")), "{reason}: {metrics}");
+    }
     assert!(metrics.contains("\nherald_queue_messages 1\n"), "{metrics}");
     assert!(metrics.contains("herald_queue_recipients{status=\"deferred\"} 2\n"), "{metrics}");
 

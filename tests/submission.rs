@@ -87,7 +87,10 @@ async fn wrong_password_is_refused_then_the_connection_dropped() {
     let mut c = relay.tls_client().await;
     let r = c.auth_plain(USER, "wrong").await.unwrap();
     assert_eq!((r.code, r.status()), (535, Some("5.7.8")), "{r:?}");
+    // The last allowed failure gets its own verdict, then the goodbye.
     let r = c.auth_plain("nobody", PASSWORD).await.unwrap();
+    assert_eq!((r.code, r.status()), (535, Some("5.7.8")), "{r:?}");
+    let r = c.read_reply().await.unwrap();
     assert_eq!((r.code, r.status()), (421, Some("4.7.0")), "{r:?}");
     assert!(c.is_closed().await, "connection must be closed after the configured number of failures");
 }
@@ -341,4 +344,28 @@ async fn graceful_shutdown_finishes_data() {
     stopping.await.unwrap();
     assert!(store.message(&id).unwrap().is_some());
     relay.stop().await;
+}
+
+/// Valid RFC 5321/5322 addresses are accepted end to end: a quoted local
+/// part in the envelope and bare in From, an address literal as sender.
+#[tokio::test]
+async fn quoted_local_parts_and_address_literals() {
+    let relay = TestRelay::start().await;
+    let mut c = relay.authed().await;
+    let cases = [
+        ("a@[127.0.0.1]", "From: \"john doe\"@customer.example\r\nSubject: q\r\n\r\nx\r\n", "\"john doe\"@customer.example"),
+        ("\"john doe\"@customer.example", "From: John <\"john doe\"@customer.example>\r\n\r\nx\r\n", "\"john doe\"@customer.example"),
+        ("a@[IPv6:::1]", "From: a@customer.example\r\n\r\nx\r\n", "a@customer.example"),
+    ];
+    for (sender, body, from) in cases {
+        let reply = c.send_message(sender, &["\"payer x\"@example.net"], body.as_bytes()).await.unwrap();
+        let record = relay.running().store.message(&queued_id(&reply)).unwrap().unwrap();
+        assert_eq!((record.mail_from.as_str(), record.from_address.as_str(), record.from_domain.as_str()), (sender, from, "customer.example"));
+        assert_eq!(record.recipients[0].address, "\"payer x\"@example.net");
+    }
+    let r = c.command("MAIL FROM:<a@[127.0.0.256]>").await.unwrap();
+    assert_eq!((r.code, r.status()), (501, Some("5.1.7")), "{r:?}");
+    assert_eq!(c.command("MAIL FROM:<a@customer.example>").await.unwrap().code, 250);
+    let r = c.command("RCPT TO:<b@[192.0.2.1]>").await.unwrap();
+    assert_eq!((r.code, r.status()), (550, Some("5.1.2")), "{r:?}");
 }

@@ -358,6 +358,26 @@ async fn verify_names_the_wrong_record_and_bad_input_is_refused() {
     assert!(!out.contains('✗'), "{out}");
     assert!(out.contains("customer.test is verified"), "{out}");
 
+    // Exit codes, as `--help` and the README state them: 0 verified, 1 a
+    // record is wrong, 2 could not check (temporary DNS failure; the
+    // domain stays verified).
+    let code = |args: Vec<String>| async move {
+        tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_herald")).args(&args).output().unwrap())
+            .await
+            .unwrap()
+    };
+    let args = |w: &World| ["domain", "verify", "customer.test", "--api", &w.base(), "--token", TOKEN].map(String::from).to_vec();
+    assert_eq!(code(args(&w)).await.status.code(), Some(0));
+    w.0.dns.servfail("hr1._domainkey.customer.test");
+    let out = code(args(&w)).await;
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stays `verified`"), "{}", String::from_utf8_lossy(&out.stderr));
+    w.0.dns.clear_servfail();
+    w.publish(&cnames(&added, Some(("hr2._domainkey", "hr2.domainkey.t9.wl.relay.test")))).await;
+    assert_eq!(code(args(&w)).await.status.code(), Some(1));
+    w.publish(&cnames(&added, None)).await;
+    assert_eq!(code(args(&w)).await.status.code(), Some(0));
+
     // Bad adds: 4xx with the registry's words.
     let cases: &[(&str, u16, &str)] = &[
         ("co.uk", 400, "`co.uk` is a public suffix"),
@@ -365,6 +385,10 @@ async fn verify_names_the_wrong_record_and_bad_input_is_refused() {
         ("t1.wl.relay.test", 400, "relay's own zone"),
         ("not a domain", 400, "`not a domain` is not a domain name"),
         ("billing@customer.test", 400, "e-mail address"),
+        ("127.0.0.1", 400, "is an IP address"),
+        ("[192.0.2.1]", 400, "is an IP address"),
+        ("::1", 400, "is an IP address"),
+        ("intranet", 400, "at least two labels"),
         ("Customer.TEST.", 409, "`customer.test` is already registered (tenant t1)"),
     ];
     for &(domain, want, words) in cases {

@@ -108,6 +108,20 @@ impl AdminClient {
         self.call("GET", &format!("/api/queue/messages?limit={limit}"))
     }
 
+    /// One page of the event log; `query` is the URL query string
+    /// (`after=…&type=…`), already encoded.
+    pub fn events(&self, query: &str) -> Result<Answer<crate::events::EventPageV1>, ClientError> {
+        self.call("GET", &format!("/api/events?{query}"))
+    }
+
+    pub fn webhooks(&self) -> Result<Answer<Vec<crate::webhooks::WebhookStatusV1>>, ClientError> {
+        self.call("GET", "/api/webhooks")
+    }
+
+    pub fn test_webhook(&self, name: &str) -> Result<Answer<crate::webhooks::WebhookTestV1>, ClientError> {
+        self.call("POST", &format!("/api/webhooks/{name}/test"))
+    }
+
     pub fn retry(&self, id: &MessageId) -> Result<Answer<MessageV1>, ClientError> {
         self.call("POST", &format!("/api/queue/{id}/retry"))
     }

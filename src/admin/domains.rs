@@ -31,9 +31,11 @@ pub(super) async fn add(State(s): Shared, body: Result<Json<AddDomainV1>, JsonRe
     let view = blocking(&s, move |s| {
         let registry = s.domains.registry();
         let record = registry.add(&req.domain, req.selector_prefix.as_deref(), req.return_path_label.as_deref())?;
+        s.domains.emit(&record, record.state, vec!["added: waiting for the customer's three CNAME records".into()]);
         view(&s.domains, &record)
     })
     .await?;
+    s.domains.events_durable().await;
     tracing::info!(domain = %view.domain, tenant = %view.tenant, "domain added over the admin API");
     Ok((StatusCode::CREATED, Json(view)))
 }

@@ -1,9 +1,10 @@
 //! `GET /api/health` and `GET /metrics` (Prometheus text exposition
 //! format 0.0.4).
 //!
-//! Every figure is a gauge computed from the queue at scrape time, so
+//! Queue figures are gauges computed from the queue at scrape time, so
 //! nothing is counted twice across restarts and there is no global
-//! registry to keep in step. Retired messages are not scanned: that tree
+//! registry to keep in step; the SMTP refusals are counters kept since
+//! start by the listeners (`crate::smtpd::Counters`). Retired messages are not scanned: that tree
 //! holds days of history and would make every scrape slow.
 
 use super::queue::{scan, summarize};
@@ -109,12 +110,53 @@ pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl Int
         "How long the earliest due message has waited past its due time (0 when none is late); grows when delivery is stuck.",
         &[(String::new(), overdue)],
     );
+    events_and_webhooks(&s, &mut out).await;
+    let refusals: Vec<(String, i64)> = crate::smtpd::Refusal::ALL
+        .iter()
+        .map(|&why| (format!("reason=\"{}\"", why.label()), s.refusals.get(why) as i64))
+        .collect();
+    family(
+        &mut out,
+        "herald_smtp_refusals_total",
+        "counter",
+        "Clients refused or cut off by the SMTP listeners since start, by reason.",
+        &refusals,
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out))
 }
 
 /// Appends one gauge family: `(labels, value)` per series.
+async fn events_and_webhooks(s: &Arc<AdminState>, out: &mut String) {
+    let events: Vec<(String, i64)> = s.store.events().counts().into_iter().map(|(k, n)| (format!("type=\"{}\"", k.as_str()), n as i64)).collect();
+    counter(out, "herald_events_total", "Events appended since the relay started, by type.", &events);
+    let hooks = s.webhooks.clone();
+    let statuses = tokio::task::spawn_blocking(move || hooks.statuses()).await.unwrap_or_default();
+    let mut deliveries = Vec::new();
+    for w in &statuses {
+        for (outcome, n) in [("delivered", w.delivered), ("failed", w.failed_attempts), ("given_up", w.given_up)] {
+            deliveries.push((format!("webhook=\"{}\",outcome=\"{outcome}\"", w.name), n as i64));
+        }
+    }
+    counter(out, "herald_webhook_deliveries_total", "Webhook delivery attempts since start, by endpoint and outcome.", &deliveries);
+    let depth: Vec<(String, i64)> = statuses.iter().map(|w| (format!("webhook=\"{}\"", w.name), w.pending as i64)).collect();
+    gauge(out, "herald_webhook_outbox", "Events waiting in each webhook's outbox.", &depth);
+    let disabled: Vec<(String, i64)> = statuses.iter().map(|w| (format!("webhook=\"{}\"", w.name), i64::from(w.disabled))).collect();
+    gauge(out, "herald_webhook_disabled", "1 when the endpoint answered 410 Gone.", &disabled);
+}
+
+fn counter(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, value) in series {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
 fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    family(out, name, "gauge", help, series);
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str, series: &[(String, i64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in series {
         let _ = if labels.is_empty() {
             writeln!(out, "{name} {value}")

@@ -20,6 +20,9 @@
 //! | `POST /api/inspect?mail_from=&ip=&helo=` | bearer | raw message → [`InspectV1`] (`herald inspect`) |
 //! | `GET /api/inspect/{id}`        | bearer | [`InspectV1`] of a stored message as it will be sent |
 //! | `GET /api/identity/{domain}`   | bearer | [`IdentityV1`]: who herald would send as now |
+//! | `GET /api/events?after=&limit=&type=&domain=&message=&recipient=` | bearer | [`EventPageV1`](crate::events::EventPageV1): durable events after the cursor, oldest first |
+//! | `GET /api/webhooks`            | bearer | each endpoint's [`WebhookStatusV1`](crate::webhooks::WebhookStatusV1) |
+//! | `POST /api/webhooks/{name}/test` | bearer | [`WebhookTestV1`](crate::webhooks::WebhookTestV1): a test event sent now |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
 //!
 //! "bearer" means `Authorization: Bearer <admin.token>`, compared in
@@ -35,6 +38,7 @@
 
 pub mod client;
 mod domains;
+pub mod events;
 mod inspect;
 mod metrics;
 mod queue;
@@ -70,6 +74,9 @@ pub struct AdminState {
     pub domains: Domains,
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
+    pub webhooks: crate::webhooks::Webhooks,
+    /// What the SMTP listeners refused, by reason.
+    pub refusals: Arc<crate::smtpd::Counters>,
 }
 
 /// Binds `admin.address` when the API is enabled (`admin.token` set);
@@ -115,6 +122,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))
         .route("/api/identity/{domain}", get(inspect::show_identity))
+        .route("/api/events", get(events::list))
+        .route("/api/webhooks", get(events::webhooks))
+        .route("/api/webhooks/{name}/test", post(events::test))
         .route("/metrics", get(metrics::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -90,6 +90,14 @@ pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Re
     let hold = s.queue.hold(&id).ok_or_else(|| busy(&id, "drop"))?;
     let mut record = queued(&s, &id, "drop")?;
     let now = s.queue.clock.now_ms();
+    let events: Vec<crate::events::Event> = (0..record.recipients.len())
+        .filter(|&i| record.recipients[i].status.is_pending())
+        .map(|i| {
+            let mut e = record.rcpt_event(i, crate::events::EventKind::Dropped, now);
+            e.reasons = vec![DROPPED_REPLY.into()];
+            e
+        })
+        .collect();
     for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
         r.status = RcptStatus::Failed;
         r.attempts.push(Attempt {
@@ -101,7 +109,7 @@ pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Re
         tracing::warn!(msg_id = %id, rcpt = %r.address, "failed: dropped by the operator over the admin API");
     }
     record.finished_ms = Some(now);
-    s.store.retire(&record)?;
+    s.store.retire_with(&record, events)?;
     drop(hold);
     s.store.durable().await?;
     tracing::info!(msg_id = %id, "finished (dropped)");

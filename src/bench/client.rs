@@ -68,6 +68,18 @@ impl Client {
         Ok((client, greeting))
     }
 
+    /// Connects from the local address `from` (e.g. `127.0.0.2`, to stand
+    /// for another client) and reads the greeting.
+    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> IoResult<(Self, ClientReply)> {
+        let socket = if from.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.bind(SocketAddr::new(from, 0))?;
+        let tcp = socket.connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let mut client = Self { stream: Box::new(tcp), buf: Vec::new() };
+        let greeting = client.read_reply().await?;
+        Ok((client, greeting))
+    }
+
     /// Connects with TLS from the first byte and reads the greeting.
     pub async fn connect_tls(addr: SocketAddr, tls: &TlsConnector, name: &str) -> IoResult<(Self, ClientReply)> {
         let tcp = TcpStream::connect(addr).await?;

@@ -4,9 +4,11 @@
 //!
 //! Output is for the person onboarding a customer: `add` prints the three
 //! records to hand to the customer, `verify` one ✓/✗ line per record with
-//! what to fix, and exits non-zero until the domain is verified, so it can
-//! be scripted.
+//! what to fix, and exits 0 when the domain is verified, 1 when a record
+//! is wrong, 2 when it could not be checked (temporary DNS failure, relay
+//! unreachable), so it can be scripted.
 
+use super::Failure;
 use super::api::{ApiArgs, now_ms, print, relative, table, time};
 use crate::admin::client::ClientError;
 use crate::admin::{AddDomainV1, CustomerRecordV1, DomainListV1, DomainV1, KeyStepV1, KeyV1, OperatorRecordV1, OverallV1, RotationV1, VerificationV1};
@@ -43,7 +45,9 @@ enum DomainAction {
     List,
     /// One domain: its state, the customer's and the operator's records, its history.
     Show { domain: String },
-    /// Check the domain's three records now; exits non-zero unless it is verified.
+    /// Check the domain's three records now. Exit code: 0 verified; 1 a
+    /// record is wrong (the state may change); 2 could not check (temporary
+    /// DNS failure, or the relay could not be asked): nothing changed, try again.
     Verify { domain: String },
     /// Rotate the domain's DKIM key: a new key for the idle selector, published;
     /// signing switches once it resolves through the customer's CNAME (at once
@@ -69,8 +73,9 @@ enum DnsAction {
 }
 
 /// Runs one `herald domain` command.
-pub fn run(args: DomainArgs) -> Result<(), String> {
-    let client = args.api.client()?;
+pub fn run(args: DomainArgs) -> Result<(), Failure> {
+    // Not knowing where the relay is means nothing could be checked.
+    let client = args.api.client().map_err(|message| Failure { code: 2, message })?;
     let json = args.json;
     let e = |e: ClientError| e.to_string();
     match args.action {
@@ -89,7 +94,11 @@ pub fn run(args: DomainArgs) -> Result<(), String> {
         DomainAction::List => print(json, &client.domains().map_err(e)?, list_text),
         DomainAction::Show { domain } => print(json, &client.domain(&domain).map_err(e)?, show_text),
         DomainAction::Verify { domain } => {
-            let answer = client.verify_domain(&domain).map_err(e)?;
+            let answer = client.verify_domain(&domain).map_err(|err| match err {
+                // The relay answered: this domain is unknown, say.
+                ClientError::Api { status, .. } if (400..500).contains(&status) => Failure::from(e(err)),
+                other => Failure { code: 2, message: e(other) },
+            })?;
             print(json, &answer, verify_text);
             return verdict(&answer.value);
         }
@@ -203,23 +212,29 @@ fn verify_text(v: &VerificationV1) -> String {
 
 /// Ok only when the check says verified; otherwise the error the command
 /// ends with (and a non-zero exit code).
-fn verdict(v: &VerificationV1) -> Result<(), String> {
+fn verdict(v: &VerificationV1) -> Result<(), Failure> {
     match v.overall {
         OverallV1::Verified => {
             println!("{} is verified: its mail is signed as {}.", v.domain, v.domain);
             Ok(())
         }
-        OverallV1::NotVerified => Err(format!(
-            "{} is not verified (state `{}`): fix the records marked ✗, then run `herald domain verify {}` again",
-            v.domain,
-            v.state.as_str(),
-            v.domain
-        )),
-        OverallV1::Temporary => Err(format!(
-            "{} could not be checked completely because of a temporary DNS failure, so its state stays `{}`; try again later",
-            v.domain,
-            v.state.as_str()
-        )),
+        OverallV1::NotVerified => Err(Failure {
+            code: 1,
+            message: format!(
+                "{} is not verified (state `{}`): fix the records marked ✗, then run `herald domain verify {}` again",
+                v.domain,
+                v.state.as_str(),
+                v.domain
+            ),
+        }),
+        OverallV1::Temporary => Err(Failure {
+            code: 2,
+            message: format!(
+                "{} could not be checked completely because of a temporary DNS failure, so its state stays `{}`; try again later",
+                v.domain,
+                v.state.as_str()
+            ),
+        }),
     }
 }
 
@@ -350,9 +365,11 @@ mod tests {
             verify_text(&v),
             "✓ em4821.customer.nl — Ok.\n✗ hr1._domainkey.customer.nl — Missing: add it.\n"
         );
-        assert!(verdict(&v).unwrap_err().contains("fix the records marked ✗"));
+        let no = verdict(&v).unwrap_err();
+        assert!(no.code == 1 && no.message.contains("fix the records marked ✗"), "{no:?}");
         v.overall = OverallV1::Temporary;
-        assert!(verdict(&v).unwrap_err().contains("temporary DNS failure"));
+        let later = verdict(&v).unwrap_err();
+        assert!(later.code == 2 && later.message.contains("temporary DNS failure"), "{later:?}");
         v.overall = OverallV1::Verified;
         assert_eq!(verdict(&v), Ok(()));
     }

@@ -8,11 +8,14 @@
 mod bounces;
 mod dns_server;
 mod domains;
+mod events;
+mod lenient;
 mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
 pub use dns_server::DnsServerConfig;
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -53,11 +56,18 @@ pub struct Config {
     pub domains: DomainsConfig,
     pub bounces: BouncesConfig,
     pub dns_server: DnsServerConfig,
+    pub events: EventsConfig,
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<WebhookConfig>,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
     /// Directory relative paths are resolved against (the config file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// Values of the wrong type or range, set aside while reading; reported
+    /// by [`validate`] with everything else.
+    #[serde(skip)]
+    pub read_errors: Vec<ConfigError>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,11 +205,30 @@ pub struct LimitsConfig {
     /// Longest command line, in bytes, CRLF included (RFC 5321 §4.5.3.1.4
     /// sets 512 as the floor; smtp-proto caps it at 4096).
     pub max_line_length: usize,
+    /// A whole command line must arrive within this many seconds.
     pub command_timeout_secs: u64,
+    /// The longest pause in DATA, and the allowance a message gets before
+    /// `data_min_bytes_per_sec` applies.
     pub data_timeout_secs: u64,
+    /// A message must arrive within `data_timeout_secs` plus its size
+    /// divided by this rate.
+    pub data_min_bytes_per_sec: u64,
+    /// A session ends (421 4.4.2) after this many seconds, whatever it does.
+    pub max_session_secs: u64,
     pub max_connections: usize,
+    /// Concurrent sessions from one client address (421 4.7.0 beyond).
+    pub max_connections_per_ip: usize,
     /// Failed AUTH attempts before the connection is closed.
     pub max_auth_failures: u32,
+    /// Failed AUTH attempts from one address (IPv6: one /64), across
+    /// connections, within `auth_window_secs`, before it is locked out.
+    pub auth_failures_per_ip: u32,
+    pub auth_window_secs: u64,
+    /// How long a locked-out address gets 454 4.7.0 to AUTH.
+    pub auth_lockout_secs: u64,
+    /// The wait before checking a password after one recent failure from
+    /// the address; it doubles with each further failure (at most 8 s).
+    pub auth_delay_ms: u64,
     /// What a bare LF in a message means (DESIGN "Submission").
     pub bare_newline: BareNewline,
     #[serde(flatten, skip_serializing)]
@@ -225,8 +254,15 @@ impl Default for LimitsConfig {
             max_line_length: 2048,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
+            data_min_bytes_per_sec: 1024,
+            max_session_secs: 3600,
             max_connections: 500,
+            max_connections_per_ip: 50,
             max_auth_failures: 3,
+            auth_failures_per_ip: 10,
+            auth_window_secs: 600,
+            auth_lockout_secs: 900,
+            auth_delay_ms: 500,
             bare_newline: BareNewline::Normalize,
             unknown: Unknown::new(),
         }
@@ -280,9 +316,12 @@ pub enum LoadError {
 impl Config {
     /// Parses TOML text; `origin` names it in errors, `base_dir` anchors
     /// relative paths.
+    /// Only TOML syntax errors fail here; values of the wrong type are
+    /// set aside for [`validate`] to report with every other mistake.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self, LoadError> {
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| LoadError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| LoadError::Parse { path: origin.to_string(), message: e.to_string() })?;
+        let (mut config, read_errors) = lenient::read(table);
+        config.read_errors = read_errors;
         if config.listeners.is_empty() && !text.contains("[[listener]]") {
             config.listeners = default_listeners();
         }
@@ -326,6 +365,11 @@ impl Config {
         }
         if !copy.admin.token.is_empty() {
             copy.admin.token = "<redacted>".into();
+        }
+        for hook in &mut copy.webhooks {
+            if !hook.secret.is_empty() {
+                hook.secret = "<redacted>".into();
+            }
         }
         toml::to_string(&copy).unwrap_or_else(|e| format!("<unprintable: {e}>"))
     }

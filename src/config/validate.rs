@@ -64,9 +64,14 @@ impl Collector {
 }
 
 /// Validates everything; `Ok` only when nothing is wrong.
+///
+/// This is the one check both `herald config check` and `herald serve`
+/// run (through [`Config::load`]): whatever `serve` would refuse at
+/// start-up short of a busy port or a locked database is found here.
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "dns_server"]);
+    c.0.extend(config.read_errors.iter().cloned());
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook", "dns_server"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -93,6 +98,15 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     c.0.extend(super::dns_server::problems(&config.dns_server));
     let listeners: Vec<SocketAddr> = config.listeners.iter().filter_map(|l| l.address.parse().ok()).collect();
     c.0.extend(super::bounces::problems(&config.bounces, &listeners));
+    c.unknown("events", &config.events.unknown, super::events::EVENT_KEYS);
+    for (i, w) in config.webhooks.iter().enumerate() {
+        c.unknown(&format!("webhook[{i}]"), &w.unknown, super::events::WEBHOOK_KEYS);
+    }
+    c.0.extend(super::events::problems(&config.events, &config.webhooks, &config.base_dir));
+    clashes(config, &mut c);
+    if let Err(e) = crate::dns::Dns::from_config(&config.dns) {
+        c.push("dns.nameservers", e, "list reachable nameservers, e.g. [\"192.0.2.53\"]");
+    }
     if c.0.is_empty() { Ok(()) } else { Err(ConfigErrors(c.0)) }
 }
 
@@ -194,7 +208,9 @@ fn server(config: &Config, c: &mut Collector) {
         c.push("server.hostname", format!("`{}` is not a host name", s.hostname), "use a fully qualified name such as `relay.example.net`");
     }
     let dir = config.data_dir();
-    if dir.exists() && !dir.is_dir() {
+    if s.data_dir.as_os_str().is_empty() {
+        c.push("server.data_dir", "empty", "name the directory for the database, e.g. `./data` (it is created if absent)");
+    } else if dir.exists() && !dir.is_dir() {
         c.push("server.data_dir", format!("{} exists and is not a directory", dir.display()), "point it at a directory (it is created if absent)");
     }
     c.range("server.shutdown_grace_secs", s.shutdown_grace_secs, 0, 3600, "seconds");
@@ -228,8 +244,18 @@ fn tls(config: &Config, c: &mut Collector) {
     if !config.listeners.iter().any(|l| l.tls != ListenerTls::None) {
         return;
     }
+    let mut empty = false;
+    for (name, path) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+        if path.as_os_str().is_empty() {
+            empty = true;
+            c.push(name, "empty", "name a PEM file, e.g. `certs/relay.crt` and `certs/relay.key`");
+        }
+    }
+    if empty {
+        return;
+    }
     let (cert, key) = (config.resolve(&t.cert), config.resolve(&t.key));
-    match (cert.exists(), key.exists()) {
+    match (cert.is_file(), key.is_file()) {
         (false, false) if t.self_signed_if_missing => {}
         (false, false) => c.push(
             "tls.cert",
@@ -239,11 +265,18 @@ fn tls(config: &Config, c: &mut Collector) {
         (true, false) => c.push("tls.key", format!("{} does not exist", key.display()), "point `tls.key` at the private key of `tls.cert`"),
         (false, true) => c.push("tls.cert", format!("{} does not exist", cert.display()), "point `tls.cert` at the certificate for `tls.key`"),
         (true, true) => {
-            if let Err(e) = crate::tls::load_certs(&cert) {
-                c.push("tls.cert", e, "use a PEM file holding the certificate chain");
-            }
-            if let Err(e) = crate::tls::load_key(&key) {
-                c.push("tls.key", e, "use a PEM file holding one private key");
+            let certs = crate::tls::load_certs(&cert).map_err(|e| c.push("tls.cert", e, "use a PEM file holding the certificate chain"));
+            let keys = crate::tls::load_key(&key).map_err(|e| c.push("tls.key", e, "use a PEM file holding one private key"));
+            // The same check serve's TLS set-up makes: the pair must match.
+            if certs.is_ok()
+                && keys.is_ok()
+                && let Err(e) = crate::tls::acceptor(&cert, &key)
+            {
+                c.push(
+                    "tls.key",
+                    format!("{} does not belong to the certificate in {}: {e}", key.display(), cert.display()),
+                    "use the key the certificate was issued for (or remove both files to get a self-signed pair)",
+                );
             }
         }
     }
@@ -279,7 +312,23 @@ fn limits(config: &Config, c: &mut Collector) {
     c.unknown(
         "limits",
         &l.unknown,
-        &["max_message_size", "max_recipients", "max_line_length", "command_timeout_secs", "data_timeout_secs", "max_connections", "max_auth_failures", "bare_newline"],
+        &[
+            "max_message_size",
+            "max_recipients",
+            "max_line_length",
+            "command_timeout_secs",
+            "data_timeout_secs",
+            "data_min_bytes_per_sec",
+            "max_session_secs",
+            "max_connections",
+            "max_connections_per_ip",
+            "max_auth_failures",
+            "auth_failures_per_ip",
+            "auth_window_secs",
+            "auth_lockout_secs",
+            "auth_delay_ms",
+            "bare_newline",
+        ],
     );
     c.range("limits.max_message_size", l.max_message_size, 1024, 1 << 30, "bytes");
     c.range("limits.max_recipients", l.max_recipients, 1, 100_000, "RFC 5321 requires at least 100 to be accepted; fewer is allowed but unusual");
@@ -287,7 +336,47 @@ fn limits(config: &Config, c: &mut Collector) {
     c.range("limits.command_timeout_secs", l.command_timeout_secs, 1, 3600, "seconds; RFC 5321 suggests 300");
     c.range("limits.data_timeout_secs", l.data_timeout_secs, 1, 3600, "seconds; RFC 5321 suggests 600");
     c.range("limits.max_connections", l.max_connections, 1, 100_000, "concurrent sessions");
+    c.range("limits.data_min_bytes_per_sec", l.data_min_bytes_per_sec, 1, 1 << 30, "bytes per second a message must at least arrive at");
+    c.range("limits.max_session_secs", l.max_session_secs, 1, 7 * 86_400, "seconds a session may last");
+    c.range("limits.max_connections_per_ip", l.max_connections_per_ip, 1, 100_000, "concurrent sessions from one address");
     c.range("limits.max_auth_failures", l.max_auth_failures, 1, 100, "failed AUTH attempts per connection");
+    c.range("limits.auth_failures_per_ip", l.auth_failures_per_ip, 1, 10_000, "failed AUTH attempts per address within `auth_window_secs`");
+    c.range("limits.auth_window_secs", l.auth_window_secs, 1, 86_400, "seconds");
+    c.range("limits.auth_lockout_secs", l.auth_lockout_secs, 1, 86_400, "seconds");
+    c.range("limits.auth_delay_ms", l.auth_delay_ms, 0, 8_000, "milliseconds");
+}
+
+/// Every address the relay binds, so no two collide: the listeners, the
+/// admin API (when enabled) and the bounce intake (when enabled). Port 0
+/// (any free port) never clashes; a wildcard address clashes with every
+/// address on its port.
+fn clashes(config: &Config, c: &mut Collector) {
+    let mut bound: Vec<(String, SocketAddr)> = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        if let Ok(a) = l.address.parse() {
+            bound.push((format!("listener[{i}].address"), a));
+        }
+    }
+    if !config.admin.token.is_empty()
+        && let Ok(a) = config.admin.address.parse()
+    {
+        bound.push(("admin.address".into(), a));
+    }
+    if let Some(a) = config.bounces.socket_addr() {
+        bound.push(("bounces.address".into(), a));
+    }
+    for (j, (key, a)) in bound.iter().enumerate() {
+        let earlier = bound[..j].iter().find(|(k, b)| {
+            let same_listeners = k.starts_with("listener") && key.starts_with("listener");
+            // Two listeners on one address are reported by `listeners`;
+            // bounces against a listener by `bounces::problems`.
+            let reported = (same_listeners && a == b) || (key == "bounces.address" && k.starts_with("listener") && a == b);
+            !reported && a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        });
+        if let Some((other, b)) = earlier {
+            c.push(key.clone(), format!("{a} collides with `{other}` ({b}): both cannot listen"), "give each listener, the admin API and the bounce intake its own port");
+        }
+    }
 }
 
 /// A loose host-name check: labels of letters, digits and hyphens.

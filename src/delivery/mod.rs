@@ -159,7 +159,7 @@ async fn connection_task(inner: Arc<Inner>, domain: String) {
 }
 
 fn all(job: &Job, outcome: Outcome, host: &str, reply: &str) -> Vec<JobOutcome> {
-    job.rcpts.iter().map(|&rcpt| JobOutcome { rcpt, outcome, host: host.to_string(), reply: reply.to_string() }).collect()
+    job.rcpts.iter().map(|&rcpt| JobOutcome { rcpt, outcome, host: host.to_string(), reply: reply.to_string(), tls: false }).collect()
 }
 
 /// One job over the task's connection (opened or reopened as needed).
@@ -195,14 +195,14 @@ async fn deliver(
         let Some(c) = conn.as_mut() else { break };
         match c.send(&prepared.envelope_from, &rcpts, &chunks, prepared.smtputf8).await {
             Ok(results) => {
-                let host = c.label.clone();
+                let (host, tls) = (c.label.clone(), c.tls);
                 if !c.reusable() {
                     // Out of protocol order, or the transaction could not be
                     // reset: this connection carries nothing more.
                     tracing::info!(msg_id = %job.msg.id, host, "closing a connection left in an unknown state");
                     *conn = None;
                 }
-                return job.rcpts.iter().zip(results).map(|(&rcpt, (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply }).collect();
+                return job.rcpts.iter().zip(results).map(|(&rcpt, (outcome, reply))| JobOutcome { rcpt, outcome, host: host.clone(), reply, tls }).collect();
             }
             Err(e) => {
                 let host = c.label.clone();

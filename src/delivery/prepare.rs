@@ -93,7 +93,7 @@ impl Preparer {
                 let has_reply_to = !field_ranges(&body, "Reply-To").is_empty();
                 prefix.push_str(&policy::rewritten_from(from.name.as_deref(), &from.address, &self.identity.relay_name, &self.identity.domain, has_reply_to));
                 skip = field_ranges(&body, "From").first().copied();
-                reason = format!("{reason}; DMARC {dmarc:?} for {}, From rewritten", record.from_domain).to_lowercase();
+                reason = format!("{reason}; DMARC p={} for {}, From rewritten", dmarc.map_or("none", |p| p.as_str()), record.from_domain);
             }
         }
         // RFC 6409 §8: Date and Message-ID when missing, before signing.

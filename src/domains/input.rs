@@ -79,6 +79,11 @@ pub fn normalise_domain(input: &str) -> Result<String, AddError> {
         let name = hickory_resolver::proto::rr::Name::from_utf8(text).map_err(|_| not("it holds characters a domain name cannot have"))?;
         name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
     };
+    // No top-level domain is numeric, so `127.0.0.1` (or `10.1`) is an
+    // address, never a name; `[…]` and IPv6 fail the host-name check.
+    if ascii.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) || text.parse::<std::net::IpAddr>().is_ok() || text.starts_with('[') {
+        return Err(not("it is an IP address; enter the customer's domain name, such as `customer.nl`"));
+    }
     if ascii.contains('_') || !crate::config::is_hostname(&ascii) {
         return Err(not("it holds characters a domain name cannot have, or an empty or over-long label"));
     }
@@ -168,6 +173,12 @@ mod tests {
             ("a..b", Err("characters")),
             ("_dmarc.customer.nl", Err("characters")),
             ("-x.nl", Err("characters")),
+            ("127.0.0.1", Err("IP address")),
+            ("[127.0.0.1]", Err("IP address")),
+            ("::1", Err("IP address")),
+            ("2001:db8::1", Err("IP address")),
+            ("10.1", Err("IP address")),
+            ("intranet", Err("at least two labels")),
         ];
         for (input, want) in cases {
             match (normalise_domain(input), want) {

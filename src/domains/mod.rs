@@ -77,6 +77,8 @@ pub struct Domains {
     registry: Registry,
     dns: Dns,
     settings: ZoneSettings,
+    /// Where `domain.*` events go (the store's event log), when set.
+    events: Option<crate::store::Store>,
 }
 
 /// What `domain rotate` did.
@@ -96,6 +98,7 @@ impl Domains {
             registry,
             dns,
             settings: ZoneSettings::default(),
+            events: None,
         }
     }
 
@@ -108,6 +111,40 @@ impl Domains {
 
     pub fn zone_settings(&self) -> &ZoneSettings {
         &self.settings
+    }
+
+    /// Sends `domain.*` events to `log` from now on.
+    pub fn with_events(mut self, store: crate::store::Store) -> Self {
+        self.events = Some(store);
+        self
+    }
+
+    /// Waits until events emitted so far are durable (readable).
+    pub async fn events_durable(&self) {
+        if let Some(store) = &self.events
+            && let Err(e) = store.durable().await
+        {
+            tracing::error!(error = %e, "flushing domain events failed");
+        }
+    }
+
+    /// Appends a `domain.*` event for `record` in `state` (the state write
+    /// itself is in the domains tree, just before; both reach the disk with
+    /// the next flush).
+    pub fn emit(&self, record: &DomainRecord, state: DomainState, reasons: Vec<String>) {
+        let Some(store) = &self.events else { return };
+        let kind = match state {
+            DomainState::Pending => crate::events::EventKind::DomainPending,
+            DomainState::Verified => crate::events::EventKind::DomainVerified,
+            DomainState::Failing => crate::events::EventKind::DomainFailing,
+            DomainState::Unverified => crate::events::EventKind::DomainUnverified,
+        };
+        let mut e = crate::events::Event::new(kind, self.registry.now_ms());
+        e.domain = Some(record.domain.clone());
+        e.reasons = reasons;
+        if let Err(err) = store.events().apply(sled::Batch::default(), vec![e]) {
+            tracing::error!(domain = %record.domain, error = %err, "cannot record the domain event");
+        }
     }
 
     /// Opens the registry (and key store) in `db`.
@@ -277,7 +314,11 @@ impl Domains {
             .ok_or_else(|| DomainsError::NotFound(record.domain.clone()))?;
         match &transition {
             Some(t) => {
-                tracing::info!(domain = %stored.domain, tenant = stored.tenant, from = %t.from, to = %t.to, reason = %t.reason, "domain state changed")
+                tracing::info!(domain = %stored.domain, tenant = stored.tenant, from = %t.from, to = %t.to, reason = %t.reason, "domain state changed");
+                let mut reasons = vec![t.reason.clone()];
+                reasons.extend(verification.records.iter().filter(|r| !r.status.is_ok()).map(|r| r.message()));
+                self.emit(&stored, t.to, reasons);
+                self.events_durable().await;
             }
             None => {
                 tracing::debug!(domain = %stored.domain, state = %stored.state, overall = ?verification.overall, problems = %problems, "domain checked")

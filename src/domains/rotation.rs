@@ -130,9 +130,11 @@ impl Keys {
     }
 
     fn step(&mut self, at_ms: i64, selector: &str, step: &str, detail: String) {
-        // Events: once the events module (main) lands, emit a
-        // `domain.key_rotation` event per step here, in the same commit
-        // as the record change.
+        // Events hook: the events module (main) has no rotation kind yet.
+        // When it has (e.g. `domain.key_rotated`), emit one per step from
+        // where the step is stored — `Registry::start_rotation` and
+        // `Registry::advance_rotation`, through `Domains::emit` — so the
+        // event is written with the record change.
         self.steps.push(KeyStep {
             at_ms,
             selector: selector.to_string(),

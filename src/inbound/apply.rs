@@ -94,7 +94,8 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         return Ok(Done::Failed(0));
     }
     if retired {
-        if !ctx.store.update_retired(&record)? {
+        let events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
+        if !ctx.store.update_retired(&record, events)? {
             tracing::info!(msg_id = %id, "bounce for a message forgotten meanwhile; ignored");
             return Ok(Done::Failed(0));
         }
@@ -104,12 +105,29 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         ctx.queue.notify_sender(&view, kept_headers(&record).as_bytes());
         return Ok(Done::Failed(newly.len()));
     }
+    let events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
     if record.is_finished() {
-        ctx.queue.finish(record)?;
+        ctx.queue.finish(record, events)?;
     } else {
-        ctx.store.update(&record, Some(due))?;
+        ctx.store.update_with(&record, Some(due), events)?;
     }
     Ok(Done::Failed(newly.len()))
+}
+
+/// A `message.bounced` event for each newly failed recipient.
+fn bounced_events(record: &MessageRecord, newly: &[usize], now_ms: i64) -> Vec<crate::events::Event> {
+    newly
+        .iter()
+        .map(|&i| {
+            let mut e = record.rcpt_event(i, crate::events::EventKind::Bounced, now_ms);
+            if let Some(a) = record.recipients[i].attempts.last() {
+                e.reply = Some(a.reply.clone());
+                e.host = (!a.host.is_empty()).then(|| a.host.clone());
+            }
+            e.reasons = vec!["asynchronous: a delivery status notification came back".into()];
+            e
+        })
+        .collect()
 }
 
 /// Fails the recipients the report's `failed` groups name; returns the

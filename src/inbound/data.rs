@@ -7,8 +7,8 @@ use super::session::{State, Step};
 use super::{Context, apply, dsn};
 use crate::id::MessageId;
 use crate::message::find_forbidden;
-use crate::submission::Reply;
-use crate::submission::reply::common;
+use crate::smtpd::Reply;
+use crate::smtpd::reply::common;
 
 /// `DATA`: check the transaction, then invite the message.
 pub fn data(state: &mut State) -> Step {

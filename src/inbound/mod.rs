@@ -4,7 +4,8 @@
 //! after a message was delivered fail its recipient just as a synchronous
 //! 5xx would, and the original sender hears about it.
 //!
-//! - `session`: the SMTP conversation (EHLO, MAIL, RSET … inline);
+//! - `session`: the bounce verbs (EHLO, MAIL, RSET … inline), driven by
+//!   the server kit's loop (`crate::smtpd`);
 //! - `rcpt`: which addresses are accepted (only bounce addresses of
 //!   messages the relay knows; nothing is ever relayed);
 //! - `data`: the end of DATA, smuggling-safe, 250 once durable;
@@ -23,12 +24,12 @@ use crate::config::{Config, LimitsConfig};
 use crate::domains::Registry;
 use crate::queue::QueueCore;
 use crate::store::{Store, StoreError};
-use crate::submission::Reply;
+use crate::smtpd::gate::refuse;
+use crate::smtpd::{Counters, Gate, Rules};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// What every bounce session shares.
@@ -45,11 +46,21 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// Held while a bounce updates a record (see `apply`).
     apply_lock: tokio::sync::Mutex<()>,
+    /// The kit's limits for these sessions.
+    pub rules: Rules,
 }
 
 impl Context {
-    pub fn new(config: &Config, store: Store, queue: Arc<QueueCore>, registry: Registry, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        queue: Arc<QueueCore>,
+        registry: Registry,
+        shutdown: watch::Receiver<bool>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Self {
+            rules: Rules::from_limits(&config.server.hostname, &config.limits, counters),
             hostname: config.server.hostname.clone(),
             bounce_domain: config.identity.bounce_domain.clone(),
             limits: config.limits.clone(),
@@ -77,7 +88,7 @@ impl Context {
 /// Accepts bounce connections on `listener` until the shutdown flag
 /// flips, then waits for the open sessions (which say 421 when idle).
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
-    let limit = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let gate = Gate::new(ctx.limits.max_connections, ctx.limits.max_connections_per_ip, ctx.rules.counters.clone());
     let mut shutdown = ctx.shutdown.clone();
     let mut sessions = JoinSet::new();
     loop {
@@ -91,25 +102,22 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
                 }
             },
             Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
-            _ = crate::submission::stopping(&mut shutdown) => break,
+            _ = crate::smtpd::stopping(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "bounce intake: too many connections; refusing");
-            sessions.spawn(refuse(stream));
-            continue;
+        let pass = match gate.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(reply) => {
+                tracing::warn!(%peer, reply = %reply.lines.join(" "), "bounce intake: connection refused");
+                sessions.spawn(refuse(stream, reply));
+                continue;
+            }
         };
         let ctx = ctx.clone();
         sessions.spawn(async move {
             session::run(ctx, stream, peer).await;
-            drop(permit);
+            drop(pass);
         });
     }
     while sessions.join_next().await.is_some() {}
-}
-
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    let mut out = Vec::new();
-    Reply::new(421, [4, 7, 0], "Too many connections, try again later").write_to(&mut out);
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
 }

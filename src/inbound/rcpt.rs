@@ -6,8 +6,8 @@
 use super::Context;
 use super::session::{State, Step};
 use crate::id::MessageId;
-use crate::submission::Reply;
-use crate::submission::reply::common;
+use crate::smtpd::Reply;
+use crate::smtpd::reply::common;
 
 /// What a recipient address is to the bounce intake.
 #[derive(Debug, PartialEq, Eq)]

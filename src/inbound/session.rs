@@ -1,22 +1,19 @@
-//! One inbound SMTP conversation: smtp-proto's `RequestReceiver` parses
-//! commands, the submission module's `DataReader` finds the end of DATA
-//! (`<CRLF>.<CRLF>` only), and replies to pipelined commands (RFC 2920)
-//! are written once the input buffer is drained. No TLS, no AUTH: this is
-//! an MX, and it accepts nothing but bounces.
+//! One inbound SMTP conversation: the bounce intake's verbs, driven by
+//! the server kit's loop (`crate::smtpd`), which reads, writes, finds the
+//! end of DATA (`<CRLF>.<CRLF>` only) and enforces the deadlines. No TLS,
+//! no AUTH: this is an MX, and it accepts nothing but bounces.
 
 use super::{Context, data, rcpt};
 use crate::id::MessageId;
-use crate::submission::Reply;
-use crate::submission::dot::DataReader;
-use crate::submission::command::{self, Command};
-use crate::submission::reply::common;
-use smtp_proto::request::receiver::RequestReceiver;
+use crate::smtpd::reply::common;
+use crate::smtpd::{End, Reply, Verbs, Wire, serve};
 use smtp_proto::Request;
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 
 /// What the handlers read and change.
 pub struct State {
@@ -33,169 +30,55 @@ pub struct Transaction {
     pub rcpts: Vec<(String, MessageId)>,
 }
 
-/// What the session loop does after a handler ran.
-pub enum Step {
-    Reply(Reply),
-    /// Reply, then close the connection.
-    Close(Reply),
-    /// Reply 354 and read the message.
-    Data(Reply),
-}
+/// What the session loop does after a handler ran (no challenges here).
+pub type Step = crate::smtpd::Step<Infallible>;
 
-enum Input {
-    Command,
-    Data {
-        rx: DataReader,
-        body: Vec<u8>,
-    },
-    /// Past the size limit: read to the end (keeping the last bytes, which
-    /// the end check needs), then refuse.
-    Discard {
-        rx: DataReader,
-        tail: Vec<u8>,
-    },
-}
-
-/// Runs one session on `stream` until the client quits, a timeout or
+/// Runs one session on `stream` until the client quits, a deadline or
 /// shutdown.
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(ctx: Arc<Context>, mut stream: S, peer: SocketAddr) {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(ctx: Arc<Context>, stream: S, peer: SocketAddr) {
     tracing::debug!(%peer, "bounce connection");
-    let mut session = Session {
-        ctx,
-        state: State {
-            peer,
-            helo: None,
-            tx: None,
-        },
-        out: Vec::new(),
-    };
-    session.reply(Reply::plain(220, format!("{} ESMTP herald bounce intake", session.ctx.hostname)));
-    session.serve(&mut stream).await;
-    session.flush(&mut stream).await;
-    let _ = stream.shutdown().await;
+    let rules = ctx.rules.clone();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut wire = Wire::new(stream, Instant::now() + rules.lifetime, rules.command);
+    wire.reply(&Reply::plain(220, format!("{} ESMTP herald bounce intake", ctx.hostname)));
+    let mut session = Session { ctx, state: State { peer, helo: None, tx: None } };
+    match serve(&mut wire, &mut session, &rules, &mut shutdown).await {
+        End::Closed | End::StartTls => wire.close().await,
+        End::Abort => {}
+    }
 }
 
 struct Session {
     ctx: Arc<Context>,
     state: State,
-    /// Replies not yet written.
-    out: Vec<u8>,
+}
+
+impl Verbs for Session {
+    type Pending = Infallible;
+
+    async fn command(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        self.dispatch(request)
+    }
+
+    async fn respond(&mut self, pending: Infallible, _line: &[u8]) -> Step {
+        match pending {}
+    }
+
+    async fn message(&mut self, body: &mut Vec<u8>) -> Step {
+        Step::Reply(data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await)
+    }
+
+    fn too_big(&mut self) -> Reply {
+        self.state.tx = None;
+        data::too_big(self.ctx.limits.max_message_size)
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.state.peer
+    }
 }
 
 impl Session {
-    /// The one reply writer.
-    fn reply(&mut self, reply: Reply) {
-        reply.write_to(&mut self.out);
-    }
-
-    async fn flush<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> bool {
-        if self.out.is_empty() {
-            return true;
-        }
-        let ok = stream.write_all(&self.out).await.is_ok() && stream.flush().await.is_ok();
-        self.out.clear();
-        ok
-    }
-
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) {
-        let limits = self.ctx.limits.clone();
-        let mut shutdown = self.ctx.shutdown.clone();
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut requests = RequestReceiver::default();
-        let mut input = Input::Command;
-        // Bytes of the command line being received, for max_line_length.
-        let mut line_len = 0usize;
-        loop {
-            if !self.flush(stream).await {
-                return;
-            }
-            let in_data = matches!(input, Input::Data { .. } | Input::Discard { .. });
-            let wait = Duration::from_secs(if in_data {
-                limits.data_timeout_secs
-            } else {
-                limits.command_timeout_secs
-            });
-            let read = tokio::time::timeout(wait, stream.read(&mut buf));
-            let n = if in_data {
-                read.await
-            } else {
-                tokio::select! {
-                    r = read => r,
-                    _ = crate::submission::stopping(&mut shutdown) => {
-                        self.reply(Reply::new(421, [4, 3, 2], format!("{} shutting down, try again later", self.ctx.hostname)));
-                        return;
-                    }
-                }
-            };
-            let n = match n {
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(n)) => n,
-                Err(_) => {
-                    tracing::info!(peer = %self.state.peer, "bounce session timed out");
-                    self.reply(Reply::new(
-                        421,
-                        [4, 4, 2],
-                        format!("{} timeout exceeded, closing connection", self.ctx.hostname),
-                    ));
-                    return;
-                }
-            };
-            let mut bytes = buf[..n].iter();
-            while !bytes.as_slice().is_empty() {
-                match &mut input {
-                    Input::Command => {
-                        let step = match command::read(&mut requests, &mut bytes, &mut line_len, limits.max_line_length) {
-                            Command::Incomplete => break,
-                            Command::Overlong(r) => {
-                                self.reply(r);
-                                return;
-                            }
-                            Command::Refuse(r) => Step::Reply(r),
-                            Command::Request(request) => self.dispatch(request),
-                        };
-                        match step {
-                            Step::Reply(r) => self.reply(r),
-                            Step::Close(r) => {
-                                self.reply(r);
-                                return;
-                            }
-                            Step::Data(r) => {
-                                self.reply(r);
-                                input = Input::Data {
-                                    rx: DataReader::new(),
-                                    body: Vec::with_capacity(16 * 1024),
-                                };
-                            }
-                        }
-                    }
-                    Input::Data { rx, body } => {
-                        if rx.ingest(&mut bytes, body) {
-                            let body = std::mem::take(body);
-                            input = Input::Command;
-                            let reply = data::finish(&mut self.state, &self.ctx, body).await;
-                            self.reply(reply);
-                        } else if body.len() > limits.max_message_size {
-                            let tail = body.split_off(body.len().saturating_sub(2));
-                            input = Input::Discard {
-                                rx: std::mem::take(rx),
-                                tail,
-                            };
-                        }
-                    }
-                    Input::Discard { rx, tail } => {
-                        let ended = rx.ingest(&mut bytes, tail);
-                        tail.drain(..tail.len().saturating_sub(2));
-                        if ended {
-                            input = Input::Command;
-                            self.state.tx = None;
-                            self.reply(data::too_big(limits.max_message_size));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// The one place commands are dispatched (hello → transaction).
     fn dispatch(&mut self, request: Request<Cow<'_, str>>) -> Step {
         let (state, ctx) = (&mut self.state, &*self.ctx);

@@ -3,7 +3,7 @@
 //!
 //! Bare LF: by default read as CRLF, as Postfix ≥ 3.9's
 //! `smtpd_forbid_bare_newline = normalize` does. DATA still ends only at
-//! `<CRLF>.<CRLF>` (see `submission::dot`), so a `\n.\n` inside a message
+//! `<CRLF>.<CRLF>` (see `smtpd::dot`), so a `\n.\n` inside a message
 //! is content — a line holding a dot — and never a second message: SMTP
 //! smuggling stays impossible. Bare CR and NUL are refused either way.
 //!

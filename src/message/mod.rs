@@ -1,11 +1,15 @@
 //! Checks on the submitted message itself, made at the end of DATA, and
 //! the trace header the relay adds. Pure functions over bytes.
 
+mod fields;
+mod address;
 mod fill;
 mod from;
 mod lines;
 mod trace;
 
+pub use fields::{field_value, take_field};
+pub use address::{Domain, Mailbox, parse_mailbox};
 pub use fill::missing_fields;
 pub use lines::{MAX_LINE, long_line, normalize_bare_lf};
 pub use from::{FromError, FromHeader, check_from};

@@ -9,6 +9,17 @@ pub enum DmarcPolicy {
     Reject,
 }
 
+impl DmarcPolicy {
+    /// The `p=` word, for people (never the debug form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+}
+
 /// The parts of a DMARC record that matter here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DmarcRecord {

@@ -13,6 +13,7 @@ use super::QueueCore;
 use super::backoff;
 use crate::delivery::dsn;
 use crate::id::MessageId;
+use crate::events::{Event, EventKind};
 use crate::store::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient, StoreError, records::RECORD_VERSION};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,8 @@ pub struct JobOutcome {
     pub outcome: Outcome,
     pub host: String,
     pub reply: String,
+    /// The connection used TLS.
+    pub tls: bool,
 }
 
 pub struct InFlight {
@@ -89,7 +92,11 @@ impl InFlight {
         let now = core.clock.now_ms();
         let mut record = self.record.lock().await;
         let expired = now >= record.received_ms + core.lifetime_ms;
+        let mut events = Vec::new();
         for r in results {
+            if !record.is_dsn && r.rcpt < record.recipients.len() {
+                events.push(outcome_event(&record, &r, expired, now));
+            }
             let Some(rcpt) = record.recipients.get_mut(r.rcpt) else { continue };
             rcpt.status = match (r.outcome, expired) {
                 (Outcome::Delivered, _) => RcptStatus::Delivered,
@@ -112,9 +119,12 @@ impl InFlight {
             if record.due_ms < now {
                 record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
             }
-            end_round(core, &mut record, old_due).await
+            end_round(core, &mut record, old_due, events).await
         } else {
-            core.store.update(&record, Some(record.due_ms))
+            for e in events.iter_mut().filter(|e| e.kind == Some(EventKind::Deferred)) {
+                e.next_attempt_ms = Some(record.due_ms);
+            }
+            core.store.update_with(&record, Some(record.due_ms), events)
         };
         if let Err(e) = written {
             tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome; the attempt will be repeated");
@@ -129,32 +139,55 @@ impl InFlight {
     }
 }
 
+/// The event for one recipient's result from one attempt.
+fn outcome_event(record: &MessageRecord, r: &JobOutcome, expired: bool, now: i64) -> Event {
+    let kind = match (r.outcome, expired) {
+        (Outcome::Delivered, _) => EventKind::Delivered,
+        (Outcome::Temporary, false) => EventKind::Deferred,
+        (Outcome::Permanent, _) | (Outcome::Temporary, true) => EventKind::Failed,
+    };
+    let mut e = record.rcpt_event(r.rcpt, kind, now);
+    e.host = (!r.host.is_empty()).then(|| r.host.clone());
+    e.reply = Some(r.reply.clone());
+    if kind == EventKind::Delivered {
+        e.tls = Some(r.tls);
+    }
+    if kind == EventKind::Failed {
+        e.reasons = vec![if r.outcome == Outcome::Permanent { "synchronous: refused during delivery".into() } else { "expired: the queue lifetime ran out".into() }];
+    }
+    e
+}
+
 /// The round's last destination reported: DSN for new final failures,
 /// then retire the message or write its record.
-async fn end_round(core: &Arc<QueueCore>, record: &mut MessageRecord, old_due: i64) -> Result<(), StoreError> {
+async fn end_round(core: &Arc<QueueCore>, record: &mut MessageRecord, old_due: i64, mut events: Vec<Event>) -> Result<(), StoreError> {
     core.report_failures(record).await;
     if record.is_finished() {
         // Retiring drops the due key of the record as stored.
         record.due_ms = old_due;
-        finish(core, record.clone())
+        finish(core, record.clone(), events)
     } else {
-        core.store.update(record, Some(old_due))
+        // The next attempt's time is known only now.
+        for e in events.iter_mut().filter(|e| e.kind == Some(EventKind::Deferred)) {
+            e.next_attempt_ms = Some(record.due_ms);
+        }
+        core.store.update_with(record, Some(old_due), events)
     }
 }
 
-/// Retires a finished message. Failures not reported yet (an expiry, a
-/// bounce) must have been reported by the caller, or are reported here
-/// without waiting.
-pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord) -> Result<(), StoreError> {
+/// Retires a finished message, with `events` in the same batch. Failures
+/// not reported yet (an expiry, a bounce) must have been reported by the
+/// caller, or are reported here without waiting.
+pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, events: Vec<Event>) -> Result<(), StoreError> {
     let now = core.clock.now_ms();
     record.finished_ms = Some(now);
     let dsn = core.take_dsn(&mut record, |core, record| core.store.body(&record.id).ok().flatten().map(|b| dsn::header_section(&b).to_vec()).unwrap_or_default());
-    core.store.retire(&record)?;
+    core.store.retire_with(&record, events)?;
     tracing::info!(msg_id = %record.id, "finished");
     if let Some((dsn_record, bytes)) = dsn {
         let store = core.store.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.spool(&dsn_record, bytes).await {
+            if let Err(e) = store.spool(&dsn_record, bytes, Vec::new()).await {
                 tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
             }
         });
@@ -166,8 +199,8 @@ impl QueueCore {
     /// Retires a message none of whose recipients waits any longer, as the
     /// scheduler does; for callers outside the delivery round (a bounce
     /// that failed the last pending recipient).
-    pub fn finish(self: &Arc<Self>, record: MessageRecord) -> Result<(), StoreError> {
-        finish(self, record)
+    pub fn finish(self: &Arc<Self>, record: MessageRecord, events: Vec<Event>) -> Result<(), StoreError> {
+        finish(self, record, events)
     }
 
     /// Reports every failure of `record` not reported yet in one DSN, and
@@ -181,7 +214,7 @@ impl QueueCore {
             *record = marked;
             return;
         };
-        match self.store.spool(&dsn_record, bytes).await {
+        match self.store.spool(&dsn_record, bytes, Vec::new()).await {
             Ok(()) => *record = marked,
             Err(e) => tracing::error!(msg_id = %record.id, dsn_id = %dsn_record.id, error = %e, "cannot queue the DSN; it is tried again with the next outcome"),
         }
@@ -199,7 +232,7 @@ impl QueueCore {
         if let Some((dsn_record, bytes)) = self.take_dsn(&mut view, move |_, _| headers) {
             let store = self.store.clone();
             tokio::spawn(async move {
-                if let Err(e) = store.spool(&dsn_record, bytes).await {
+                if let Err(e) = store.spool(&dsn_record, bytes, Vec::new()).await {
                     tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
                 }
             });
@@ -246,6 +279,8 @@ impl QueueCore {
             finished_ms: None,
             is_dsn: true,
             smtputf8: view.smtputf8,
+            message_id_header: None,
+            reference: None,
         };
         tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, recipients = unreported.len(), "sending delivery status notification");
         Some((dsn_record, bytes))

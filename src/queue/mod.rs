@@ -31,6 +31,8 @@ pub struct QueueCore {
     pub schedule: Vec<Duration>,
     pub lifetime_ms: i64,
     pub retire_after_ms: i64,
+    /// `events.retention_days`, in ms.
+    pub event_retention_ms: i64,
     pub dsn: bool,
     pub hostname: String,
     pub relay_domain: String,
@@ -51,6 +53,7 @@ impl QueueCore {
             schedule: config.queue.schedule(),
             lifetime_ms: config.queue.lifetime().as_millis() as i64,
             retire_after_ms: config.queue.retire_after().as_millis() as i64,
+            event_retention_ms: config.events.retention_days as i64 * 86_400_000,
             dsn: config.queue.dsn,
             hostname: config.server.hostname.clone(),
             relay_domain: config.identity.domain.clone(),
@@ -207,6 +210,11 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                 Ok(n) => tracing::info!(purged = n, "forgot retired messages"),
                 Err(e) => tracing::warn!(error = %e, "purging retired messages failed"),
             }
+            match core.store.events().prune(now - core.event_retention_ms) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, "forgot old events (`events.retention_days`)"),
+                Err(e) => tracing::warn!(error = %e, "pruning old events failed"),
+            }
         }
         let wait = match pause {
             Some(pause) => pause,
@@ -245,7 +253,23 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                 tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
             }
         }
-        inflight::finish(core, record).map_err(|e| e.to_string())?;
+        let events = if record.is_dsn {
+            Vec::new()
+        } else {
+            record
+                .recipients
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.status == RcptStatus::Expired && r.attempts.last().is_some_and(|a| a.at_ms == now))
+                .map(|(i, _)| {
+                    let mut e = record.rcpt_event(i, crate::events::EventKind::Failed, now);
+                    e.reply = Some("queue lifetime exceeded".into());
+                    e.reasons = vec!["expired: the queue lifetime ran out".into()];
+                    e
+                })
+                .collect()
+        };
+        inflight::finish(core, record, events).map_err(|e| e.to_string())?;
         return Ok(Vec::new());
     }
     let old_due = record.due_ms;

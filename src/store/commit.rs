@@ -8,6 +8,7 @@
 //! idle, a lone message pays one fsync and no wait.
 
 use super::StoreError;
+use super::events::EventLog;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -35,7 +36,7 @@ pub struct Committer {
 impl Committer {
     /// Starts the committer thread for `db`. It ends when every handle
     /// (and so every sender) is gone.
-    pub fn start(db: sled::Db) -> Self {
+    pub fn start(db: sled::Db, events: Arc<EventLog>) -> Self {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
@@ -63,7 +64,13 @@ impl Committer {
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
                     last_batch = waiters.len();
+                    // Every event applied before the flush begins is on
+                    // disk once it returns.
+                    let mark = events.applied();
                     let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    if result.is_ok() {
+                        events.set_durable(mark);
+                    }
                     counter.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, waiting = waiters.len(), "flushing the spool failed");

@@ -18,6 +18,7 @@
 
 pub mod commit;
 pub mod disk;
+pub mod events;
 pub mod records;
 
 pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient};
@@ -50,6 +51,7 @@ pub struct Store {
     committer: Committer,
     spooled: std::sync::Arc<tokio::sync::Notify>,
     disk: std::sync::Arc<disk::DiskWatch>,
+    events: std::sync::Arc<events::EventLog>,
 }
 
 fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
@@ -112,14 +114,20 @@ impl Store {
             .open()?;
         let spool = db.open_tree("spool")?;
         let retired = db.open_tree("retired")?;
-        let committer = Committer::start(db.clone());
+        let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
+        let committer = Committer::start(db.clone(), events.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
-        Ok(Self { db, spool, retired, committer, spooled: Default::default(), disk })
+        Ok(Self { db, spool, retired, committer, spooled: Default::default(), disk, events })
     }
 
     /// The underlying database, for modules that keep their own trees.
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    /// The event log and webhook outboxes.
+    pub fn events(&self) -> &events::EventLog {
+        &self.events
     }
 
     /// Free space on the data directory, against `store.min_free_mb`.
@@ -145,7 +153,7 @@ impl Store {
 
     /// Spools a new message: record, body and due key in one batch, then
     /// waits for a shared flush. Returns once the message is on disk.
-    pub async fn spool(&self, record: &MessageRecord, body: Vec<u8>) -> Result<(), StoreError> {
+    pub async fn spool(&self, record: &MessageRecord, body: Vec<u8>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.insert(&key(META, &id), record.encode());
@@ -157,7 +165,7 @@ impl Store {
         }
         drop(body);
         batch.insert(&due_key(record.due_ms, &id), &[]);
-        self.spool.apply_batch(batch)?;
+        self.events.apply(batch, events)?;
         self.durable().await?;
         self.spooled.notify_one();
         Ok(())
@@ -171,6 +179,11 @@ impl Store {
     /// Rewrites a record and moves its due key, atomically; `old_due` is the
     /// due time the record had when it was read.
     pub fn update(&self, record: &MessageRecord, old_due: Option<i64>) -> Result<(), StoreError> {
+        self.update_with(record, old_due, Vec::new())
+    }
+
+    /// [`Store::update`], with `events` appended in the same batch.
+    pub fn update_with(&self, record: &MessageRecord, old_due: Option<i64>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let mut batch = sled::Batch::default();
         if let Some(old) = old_due {
@@ -180,7 +193,7 @@ impl Store {
         if !record.is_finished() {
             batch.insert(&due_key(record.due_ms, &id), &[]);
         }
-        self.spool.apply_batch(batch)?;
+        self.events.apply(batch, events)?;
         Ok(())
     }
 
@@ -206,21 +219,33 @@ impl Store {
     /// Moves a finished message out of the queue: its record goes to the
     /// retired tree, its body and due key are dropped. Safe to repeat.
     pub fn retire(&self, record: &MessageRecord) -> Result<(), StoreError> {
+        self.retire_with(record, Vec::new())
+    }
+
+    /// [`Store::retire`], with `events` appended in the batch that takes
+    /// the message out of the queue (a crash before it leaves the message
+    /// queued, to be finished, and its events written, again).
+    pub fn retire_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let finished = record.finished_ms.unwrap_or(record.received_ms);
         let mut batch = sled::Batch::default();
         batch.insert(&key(META, &record.id), record.encode());
         batch.insert(&time_key(b'x', finished, &record.id), &[]);
         self.retired.apply_batch(batch)?;
-        self.remove(record)
+        self.remove_with(record, events)
     }
 
     /// Rewrites a retired record in place (a bounce that arrived after
     /// delivery). Its purge time stays that of `finished_ms` at retirement.
     /// `false`, and nothing written, when the record is not (or no longer)
     /// retired.
-    pub fn update_retired(&self, record: &MessageRecord) -> Result<bool, StoreError> {
+    pub fn update_retired(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<bool, StoreError> {
         let bytes = record.encode();
         let before = self.retired.fetch_and_update(key(META, &record.id), |old| old.map(|_| bytes.clone()))?;
+        if before.is_some() {
+            // Another tree: written right behind the record, before the
+            // caller's flush.
+            self.events.apply(sled::Batch::default(), events)?;
+        }
         Ok(before.is_some())
     }
 
@@ -286,6 +311,10 @@ impl Store {
 
     /// Removes a message entirely (record, body, due key).
     pub fn remove(&self, record: &MessageRecord) -> Result<(), StoreError> {
+        self.remove_with(record, Vec::new())
+    }
+
+    fn remove_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.remove(&key(META, &id));
@@ -293,7 +322,7 @@ impl Store {
             batch.remove(&chunk_key(&id, n));
         }
         batch.remove(&due_key(record.due_ms, &id));
-        self.spool.apply_batch(batch)?;
+        self.events.apply(batch, events)?;
         Ok(())
     }
 }

@@ -57,6 +57,13 @@ pub struct MessageRecord {
     /// too, and a DSN uses RFC 6533's global types.
     #[serde(default)]
     pub smtputf8: bool,
+    /// The `Message-ID` header as submitted (or as the relay added it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id_header: Option<String>,
+    /// The billing app's reference (`events.reference_header`), taken out
+    /// of the message at submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// What the relay adds to and changes in a message, computed once.
@@ -162,6 +169,34 @@ impl RcptStatus {
 }
 
 impl MessageRecord {
+    /// An event about this message, with everything every message event
+    /// carries (ids, reference, From domain, identity, user) filled in.
+    pub fn event(&self, kind: crate::events::EventKind, time_ms: i64) -> crate::events::Event {
+        // The identity decided at acceptance, the same on every event of
+        // the message: the customer domain, or `relay`.
+        let identity = self.decision.as_ref().map(|d| match &d.identity {
+            crate::policy::Identity::Relay => "relay".to_string(),
+            crate::policy::Identity::Customer { domain, .. } => domain.clone(),
+        });
+        crate::events::Event {
+            message: Some(self.id.to_string()),
+            message_id: self.message_id_header.clone(),
+            reference: self.reference.clone(),
+            from_domain: Some(self.from_domain.clone()),
+            identity,
+            user: self.auth_user.clone(),
+            ..crate::events::Event::new(kind, time_ms)
+        }
+    }
+
+    /// An event about recipient `i`.
+    pub fn rcpt_event(&self, i: usize, kind: crate::events::EventKind, time_ms: i64) -> crate::events::Event {
+        let mut e = self.event(kind, time_ms);
+        e.recipient = self.recipients.get(i).map(|r| r.address.clone());
+        e.attempt = Some(self.attempts);
+        e
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }

@@ -1,99 +1,19 @@
 //! AUTH (RFC 4954) with the PLAIN (RFC 4616) and LOGIN mechanisms,
-//! checked against argon2 hashes from `relay.toml`.
+//! checked against argon2 hashes from `relay.toml` (`passwords`), under
+//! the per-address throttle (`throttle`) and the per-connection limit.
+//!
+//! Order of the guards for each password: address locked out → `454`
+//! and close, nothing checked; else wait the throttle's delay, check, and
+//! answer `235` or `535`. A failure that exhausts the connection's
+//! `limits.max_auth_failures`, or locks the address out, is answered
+//! `535` and then `421`, so every checked password gets its own verdict
+//! and no password is checked only to be answered with a hang-up.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, reply::common};
-use crate::config::UserConfig;
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use super::{Reply, SharedContext};
+use crate::smtpd::reply::common;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use std::collections::HashMap;
-use std::sync::Arc;
-
-/// The users that may authenticate, by name, with their PHC hashes.
-#[derive(Clone)]
-pub struct Users {
-    hashes: Arc<HashMap<String, String>>,
-    /// Credentials already proven this run, as keyed SHA-256 digests: the
-    /// billing app reconnects all day, and argon2 costs tens of
-    /// milliseconds of CPU per check by design. Only a password that
-    /// passed argon2 ever gets here.
-    proven: Arc<std::sync::Mutex<HashMap<String, [u8; 32]>>>,
-    /// Random per process, so the digests are useless outside it.
-    key: Arc<[u8; 32]>,
-    /// Argon2 checks running at once. Each takes 19 MiB and a core for
-    /// tens of milliseconds: fifty clients authenticating together must
-    /// not cost a gigabyte.
-    argon2_slots: Arc<tokio::sync::Semaphore>,
-}
-
-impl Users {
-    pub fn from_config(users: &[UserConfig]) -> Self {
-        Self {
-            hashes: Arc::new(users.iter().map(|u| (u.name.clone(), u.password_hash.clone())).collect()),
-            proven: Default::default(),
-            key: Arc::new(rand::random()),
-            argon2_slots: Arc::new(tokio::sync::Semaphore::new(2)),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-
-    fn digest(&self, user: &str, password: &[u8]) -> [u8; 32] {
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        ctx.update(&self.key[..]);
-        ctx.update(user.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(password);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ctx.finish().as_ref());
-        out
-    }
-
-    fn is_proven(&self, user: &str, digest: &[u8; 32]) -> bool {
-        let cached = self.proven.lock().ok().and_then(|m| m.get(user).copied());
-        cached.is_some_and(|c| aws_lc_rs::constant_time::verify_slices_are_equal(&c, digest).is_ok())
-    }
-
-    /// Checks a password. Argon2 is slow on purpose, so it runs off the
-    /// I/O threads; an unknown user costs the same as a wrong password.
-    pub async fn verify(&self, user: &str, password: &[u8]) -> bool {
-        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kzYgEI0dAbE0vcd9W9H1B6cCQdLAZh5zSSh6qdnfvZg";
-        let digest = self.digest(user, password);
-        if self.is_proven(user, &digest) {
-            return true;
-        }
-        let Ok(_slot) = self.argon2_slots.acquire().await else { return false };
-        // Another session may have proven the same credentials meanwhile.
-        if self.is_proven(user, &digest) {
-            return true;
-        }
-        let known = self.hashes.get(user).cloned();
-        let found = known.is_some();
-        let hash = known.unwrap_or_else(|| DUMMY.to_string());
-        let password = password.to_vec();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).map(|h| Argon2::default().verify_password(&password, &h).is_ok()).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        if ok && found {
-            if let Ok(mut m) = self.proven.lock() {
-                m.insert(user.to_string(), digest);
-            }
-        }
-        ok && found
-    }
-}
-
-/// Hashes a password for `relay.toml` (`herald passwd`).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
-}
 
 /// Where a multi-step exchange stands.
 pub enum Pending {
@@ -121,6 +41,9 @@ pub async fn start(state: &mut State, ctx: &SharedContext, mechanism: u64, initi
     }
     if ctx.users.is_empty() {
         return Step::Reply(Reply::new(503, [5, 5, 1], "Authentication is not enabled"));
+    }
+    if let Some(secs) = ctx.throttle.locked(state.peer.ip()) {
+        return locked_out(state, secs);
     }
     let initial = initial.trim();
     match mechanism {
@@ -167,34 +90,41 @@ pub async fn respond(state: &mut State, ctx: &SharedContext, pending: Pending, l
 }
 
 async fn check(state: &mut State, ctx: &SharedContext, user: &str, password: &[u8]) -> Step {
+    let (delay, ticket) = match ctx.throttle.begin(state.peer.ip()) {
+        Ok(go) => go,
+        Err(secs) => return locked_out(state, secs),
+    };
+    // Growing with the address's recent failures: guessing gets slow.
+    tokio::time::sleep(delay).await;
     if ctx.users.verify(user, password).await {
         tracing::info!(peer = %state.peer, user, "authenticated");
         state.auth_user = Some(user.to_string());
         return Step::Reply(Reply::new(235, [2, 7, 0], "Authentication successful"));
     }
-    fail(state, ctx, "bad user name or password")
+    let lockout = ticket.failed();
+    let step = fail(state, ctx, "bad user name or password");
+    match (lockout, step) {
+        (Some(secs), Step::Reply(r) | Step::Farewell(r, _)) => {
+            tracing::warn!(peer = %state.peer, lockout_secs = secs, "too many failed authentications from this address; locked out");
+            Step::Farewell(r, Reply::new(421, [4, 7, 0], format!("Too many failed authentication attempts from your address; try again in {secs} seconds")))
+        }
+        (_, step) => step,
+    }
 }
 
 fn fail(state: &mut State, ctx: &SharedContext, why: &str) -> Step {
     state.auth_failures += 1;
     tracing::warn!(peer = %state.peer, failures = state.auth_failures, why, "authentication failed");
+    let invalid = Reply::new(535, [5, 7, 8], "Authentication credentials invalid");
     if state.auth_failures >= ctx.limits.max_auth_failures {
-        return Step::Close(Reply::new(421, [4, 7, 0], "Too many failed authentication attempts; closing connection"));
+        return Step::Farewell(invalid, Reply::new(421, [4, 7, 0], "Too many failed authentication attempts; closing connection"));
     }
-    Step::Reply(Reply::new(535, [5, 7, 8], "Authentication credentials invalid"))
+    Step::Reply(invalid)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn proven_credentials_do_not_open_the_door_to_others() {
-        let hash = hash_password("right").unwrap();
-        let users = Users::from_config(&[UserConfig { name: "app".into(), password_hash: hash, ..Default::default() }]);
-        let cases = [("app", "wrong", false), ("app", "right", true), ("app", "right", true), ("app", "wrong", false), ("other", "right", false), ("app", "right\0", false)];
-        for (user, password, want) in cases {
-            assert_eq!(users.verify(user, password.as_bytes()).await, want, "{user}/{password:?}");
-        }
-    }
+/// The address is locked out: nothing is checked.
+fn locked_out(state: &State, secs: u64) -> Step {
+    tracing::info!(peer = %state.peer, retry_secs = secs, "AUTH refused: address locked out");
+    Step::Close(Reply::new(454, [4, 7, 0], format!("Too many failed authentication attempts from your address; try again in {secs} seconds")))
 }
+

@@ -8,7 +8,8 @@
 //! `\n.\n` is at most content of the same message, never a second one.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, reply::common};
+use super::{Reply, SharedContext};
+use crate::smtpd::reply::common;
 use crate::id::MessageId;
 use crate::config::BareNewline;
 use crate::message::{MAX_LINE, check_from, find_forbidden, long_line, normalize_bare_lf, received_header};
@@ -18,7 +19,11 @@ use crate::store::{MessageRecord, Recipient, records::RECORD_VERSION};
 pub fn data(state: &mut State, ctx: &SharedContext) -> Step {
     match &state.tx {
         None => Step::Reply(common::bad_sequence("Need MAIL before DATA")),
-        Some(tx) if tx.rcpts.is_empty() => Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients")),
+        Some(tx) if tx.rcpts.is_empty() => {
+            // RFC 2920 §3.1: every RCPT failed; the transaction ends here.
+            state.tx = None;
+            Step::Reply(Reply::new(554, [5, 5, 1], "No valid recipients"))
+        }
         // Refused before the body is read, so a full disk costs no bytes.
         Some(_) if ctx.store.disk().under_pressure() => Step::Reply(common::disk_full()),
         Some(_) => Step::Data(Reply::plain(354, "End data with <CR><LF>.<CR><LF>")),
@@ -65,6 +70,9 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     };
     let now = ctx.clock.now_ms();
     let id = MessageId::generate(now);
+    // The app's reference stays with the relay: recorded, never sent.
+    let (body, reference) = crate::message::take_field(body, &ctx.reference_header);
+    let message_id_header = Some(crate::message::field_value(&body, "Message-ID").unwrap_or_else(|| format!("<{id}@{}>", ctx.hostname)));
     let decision = ctx.decide(&from.domain);
     let helo = state.helo.clone().unwrap_or_default();
     let client_ip = state.peer.ip().to_canonical().to_string();
@@ -91,8 +99,12 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
         finished_ms: None,
         is_dsn: false,
         smtputf8: tx.smtputf8,
+        message_id_header,
+        reference,
     };
-    match ctx.store.spool(&record, body).await {
+    let mut accepted = record.event(crate::events::EventKind::Accepted, now);
+    accepted.recipients = record.recipients.iter().map(|r| r.address.clone()).collect();
+    match ctx.store.spool(&record, body, vec![accepted]).await {
         Ok(()) => {
             tracing::info!(
                 msg_id = %id,

@@ -1,7 +1,7 @@
 //! EHLO and HELO (RFC 5321 §4.1.1.1): say hello, list what we offer.
 
 use super::session::{State, Step};
-use super::reply::common;
+use crate::smtpd::reply::common;
 use super::{Reply, SharedContext};
 use crate::config::ListenerTls;
 

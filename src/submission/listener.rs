@@ -1,15 +1,16 @@
-//! Accepting connections: one task per listener, a shared bound on
-//! concurrent sessions, TLS first on implicit-TLS listeners.
+//! Accepting connections: one task per listener, the kit's [`Gate`]
+//! (sessions in total and per client address) shared by all of them, TLS
+//! first on implicit-TLS listeners.
 
 use super::{ListenerMode, SharedContext, session};
 use crate::config::{ListenerConfig, ListenerTls};
-use crate::submission::Reply;
+use crate::smtpd::Gate;
+use crate::smtpd::gate::refuse;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 /// A bound listener, before it accepts.
 pub struct Listener {
@@ -30,8 +31,7 @@ impl Listener {
 
 /// The running accept loops and the bound on live sessions.
 pub struct Acceptors {
-    limit: Arc<Semaphore>,
-    max: usize,
+    gate: Arc<Gate>,
     loops: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -42,20 +42,19 @@ impl Acceptors {
         for l in self.loops {
             let _ = l.await;
         }
-        let _ = self.limit.acquire_many(self.max as u32).await;
+        self.gate.drained().await;
     }
 }
 
 /// Starts accepting on every listener. The accept loops stop when the
 /// context's shutdown flag flips; sessions finish on their own.
 pub fn spawn_listeners(ctx: SharedContext, listeners: Vec<Listener>) -> Acceptors {
-    let max = ctx.limits.max_connections;
-    let limit = Arc::new(Semaphore::new(max));
-    let loops = listeners.into_iter().map(|l| tokio::spawn(accept_loop(ctx.clone(), l, limit.clone()))).collect();
-    Acceptors { limit, max, loops }
+    let gate = Arc::new(Gate::new(ctx.limits.max_connections, ctx.limits.max_connections_per_ip, ctx.rules.counters.clone()));
+    let loops = listeners.into_iter().map(|l| tokio::spawn(accept_loop(ctx.clone(), l, gate.clone()))).collect();
+    Acceptors { gate, loops }
 }
 
-async fn accept_loop(ctx: SharedContext, listener: Listener, limit: Arc<Semaphore>) {
+async fn accept_loop(ctx: SharedContext, listener: Listener, gate: Arc<Gate>) {
     let mut shutdown = ctx.shutdown.clone();
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,10 +69,13 @@ async fn accept_loop(ctx: SharedContext, listener: Listener, limit: Arc<Semaphor
             _ = super::stopping(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many connections; refusing");
-            tokio::spawn(refuse(stream));
-            continue;
+        let pass = match gate.admit(peer.ip()) {
+            Ok(pass) => pass,
+            Err(reply) => {
+                tracing::warn!(%peer, reply = %reply.lines.join(" "), "connection refused");
+                tokio::spawn(refuse(stream, reply));
+                continue;
+            }
         };
         let ctx = ctx.clone();
         let mode = listener.mode;
@@ -81,22 +83,17 @@ async fn accept_loop(ctx: SharedContext, listener: Listener, limit: Arc<Semaphor
             match mode.tls {
                 ListenerTls::Implicit => {
                     let Some(acceptor) = ctx.tls.clone() else { return };
-                    let handshake = tokio::time::timeout(Duration::from_secs(ctx.limits.command_timeout_secs), acceptor.accept(stream));
+                    let ends_at = Instant::now() + ctx.rules.lifetime;
+                    let handshake = tokio::time::timeout_at(ends_at.min(Instant::now() + ctx.rules.command), acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls)) => session::run_tls(ctx, tls, peer, mode).await,
+                        Ok(Ok(tls)) => session::run_tls(ctx, tls, peer, mode, ends_at).await,
                         Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
                     }
                 }
                 ListenerTls::Starttls | ListenerTls::None => session::run_plain(ctx, stream, peer, mode).await,
             }
-            drop(permit);
+            drop(pass);
         });
     }
-}
-
-async fn refuse(mut stream: tokio::net::TcpStream) {
-    let mut out = Vec::new();
-    Reply::new(421, [4, 7, 0], "Too many connections, try again later").write_to(&mut out);
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
 }

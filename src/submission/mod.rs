@@ -3,23 +3,25 @@
 //! `listener` accepts connections (plain, STARTTLS-capable or implicit
 //! TLS) and bounds their number; `session` runs one SMTP conversation and
 //! dispatches each command to its verb's module (`ehlo`, `auth`, `mail`,
-//! `rcpt`, `data`); handlers return [`Reply`] values.
+//! `rcpt`, `data`) for the server kit's loop (`crate::smtpd`); handlers
+//! return [`Reply`] values. `throttle` limits AUTH failures per address.
 
 mod auth;
-pub(crate) mod command;
 mod data;
-pub(crate) mod dot;
 mod ehlo;
 mod listener;
 mod mail;
+mod passwords;
 mod rcpt;
-pub mod reply;
 mod session;
+pub mod throttle;
 
-pub use auth::{Users, hash_password};
+// The kit's parts, where other modules found them before the kit.
+pub use crate::smtpd::{Reply, reply, stopping};
+pub use passwords::{Users, hash_password};
 pub use listener::{Acceptors, Listener, spawn_listeners};
-pub use reply::Reply;
 pub use session::Session;
+pub use throttle::Throttle;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ListenerTls, LimitsConfig};
@@ -41,6 +43,12 @@ pub struct Context {
     pub domains: Option<crate::domains::Registry>,
     /// Flips to `true` when the relay is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// `events.reference_header`: recorded, then taken out of the message.
+    pub reference_header: String,
+    /// The kit's limits for these sessions.
+    pub rules: crate::smtpd::Rules,
+    /// AUTH failures per client address, across connections.
+    pub throttle: Throttle,
 }
 
 impl Context {
@@ -51,8 +59,11 @@ impl Context {
         tls: Option<TlsAcceptor>,
         domains: Option<crate::domains::Registry>,
         shutdown: watch::Receiver<bool>,
+        counters: Arc<crate::smtpd::Counters>,
     ) -> Self {
         Self {
+            rules: crate::smtpd::Rules::from_limits(&config.server.hostname, &config.limits, counters.clone()),
+            throttle: Throttle::from_limits(&config.limits, clock.clone(), counters),
             hostname: config.server.hostname.clone(),
             limits: config.limits.clone(),
             users: Users::from_config(&config.users),
@@ -62,6 +73,7 @@ impl Context {
             tls,
             domains,
             shutdown,
+            reference_header: config.events.reference_header.clone(),
         }
     }
 }
@@ -97,8 +109,3 @@ pub struct ListenerMode {
 }
 
 pub type SharedContext = Arc<Context>;
-
-/// Resolves once the shutdown flag is set (or its sender is gone).
-pub async fn stopping(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|&stop| stop).await.map(|_| ());
-}

@@ -1,7 +1,9 @@
 //! RCPT TO (RFC 5321 §4.1.1.3): add a recipient to the transaction.
 
 use super::session::{State, Step};
-use super::{Reply, SharedContext, mail::valid_address, reply::common};
+use super::{Reply, SharedContext};
+use crate::message::{Domain, Mailbox, parse_mailbox};
+use crate::smtpd::reply::common;
 use smtp_proto::RcptTo;
 use std::borrow::Cow;
 
@@ -10,8 +12,13 @@ pub fn rcpt(state: &mut State, ctx: &SharedContext, to: RcptTo<Cow<'_, str>>) ->
         return Step::Reply(common::bad_sequence("Need MAIL before RCPT"));
     };
     let address = to.address.trim();
-    if !valid_address(address) {
-        return Step::Reply(Reply::new(501, [5, 1, 3], "Bad recipient address syntax"));
+    match parse_mailbox(address) {
+        Err(why) => return Step::Reply(Reply::new(501, [5, 1, 3], format!("Bad recipient address syntax: {why}"))),
+        // Valid syntax, but delivery finds hosts through MX records only.
+        Ok(Mailbox { domain: Domain::Literal(_), .. }) => {
+            return Step::Reply(Reply::new(550, [5, 1, 2], "This relay does not deliver to address literals; use a domain name"));
+        }
+        Ok(_) => {}
     }
     if tx.rcpts.len() >= ctx.limits.max_recipients {
         // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest later.

@@ -248,6 +248,8 @@ struct Shared {
     messages: Mutex<Vec<SinkMessage>>,
     /// 451s given so far per `tempfail` address, across connections.
     tempfails: Mutex<HashMap<String, u32>>,
+    /// The server kit's limits for the sink's sessions.
+    rules: crate::smtpd::Rules,
 }
 
 impl Shared {
@@ -291,6 +293,7 @@ impl Shared {
             count: watch::Sender::new(0),
             messages: Mutex::new(Vec::new()),
             tempfails: Mutex::new(HashMap::new()),
+            rules: session::rules(host),
         }
     }
 

@@ -1,102 +1,103 @@
-//! One connection to the sink: the SMTP conversation, upgraded on
-//! STARTTLS.
+//! One connection to the sink: its verbs, driven by the server kit's loop
+//! (`crate::smtpd`), which reads, writes, finds the end of DATA and keeps
+//! the deadlines, exactly as for herald's own listeners.
 //!
-//! It mirrors `crate::submission::session`: smtp-proto's
-//! `RequestReceiver` parses commands, the submission module's `DataReader`
-//! finds the end of DATA, and replies to pipelined commands (RFC 2920) are
-//! written when the input buffer is drained. Replies are canned byte
-//! strings, and a connection reuses its buffers, so a message costs no
-//! allocation beyond its own bytes (and none at all with
-//! `keep_messages: false`).
+//! Replies are canned byte strings (sent as [`Reply::raw`]), and a
+//! connection reuses its buffers, so a message costs little beyond its own
+//! bytes. Scripted faults (`Stage`, `Action`) are applied here: a delay
+//! through [`Verbs::pause`], a reply or a hang-up in place of the verb.
 
 use super::{Action, Behaviour, DataOutcome, MAX_SIZE, Shared, SinkMessage, Stage, behaviour, lock};
-use crate::submission::dot::DataReader;
-use smtp_proto::request::receiver::RequestReceiver;
-use smtp_proto::{Error as ParseError, Request};
+use crate::smtpd::{Counters, End, Reply, Rules, Verbs, Wire, serve};
+use smtp_proto::Request;
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// An idle connection is closed after this long without input.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A sink serves benchmarks that may run for hours on one connection.
+const LIFETIME: Duration = Duration::from_secs(7 * 86_400);
+
+/// The kit's limits for sink sessions: generous, as a receiver's.
+pub(super) fn rules(hostname: &str) -> Rules {
+    Rules {
+        hostname: hostname.to_string(),
+        max_line_length: 4096,
+        max_message_size: MAX_SIZE,
+        command: IDLE_TIMEOUT,
+        data_idle: IDLE_TIMEOUT,
+        data_min_rate: 1,
+        lifetime: LIFETIME,
+        counters: Arc::new(Counters::default()),
+    }
+}
 
 /// One connection, upgraded on STARTTLS.
-pub(super) async fn connection(shared: Arc<Shared>, mut tcp: TcpStream) {
-    let mut session = Session::new(shared);
-    match session.shared.fault(Stage::Greeting) {
+pub(super) async fn connection(shared: Arc<Shared>, tcp: TcpStream) {
+    let peer = tcp.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let rules = shared.rules.clone();
+    let mut wire = Wire::new(tcp, Instant::now() + rules.lifetime, rules.command);
+    match shared.fault(Stage::Greeting) {
         Some(Action::Drop) => return,
-        Some(Action::Reply(line)) => session.write(Reply::Line(line)),
+        Some(Action::Reply(line)) => wire.reply(&line_reply(line)),
         Some(Action::Delay(ms)) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            session.write(Reply::Greeting);
+            wire.reply(&Reply::raw(shared.greeting.clone()));
         }
-        None => session.write(Reply::Greeting),
+        None => wire.reply(&Reply::raw(shared.greeting.clone())),
     }
-    match session.serve(&mut tcp).await {
-        End::Closed => session.close(&mut tcp).await,
+    let mut session = Session { shared, peer, tls: false, helo: None, envelope: Envelope::default(), fault: None };
+    // The sink has no shutdown of its own: a sender that never flips.
+    let (_never, mut shutdown) = tokio::sync::watch::channel(false);
+    match serve(&mut wire, &mut session, &rules, &mut shutdown).await {
+        End::Closed => wire.close().await,
         End::Abort => {}
         End::StartTls => {
             let Some(acceptor) = session.shared.tls.clone() else { return };
-            let Ok(Ok(mut tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
+            let (tcp, ends_at, write_timeout) = wire.into_parts();
+            let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
             };
             // RFC 3207 §4.2: forget everything learnt before TLS.
             session.tls = true;
             session.helo = None;
             session.envelope.reset();
-            if let End::Closed = session.serve(&mut tls).await {
-                session.close(&mut tls).await;
+            let mut wire = Wire::new(tls, ends_at, write_timeout);
+            if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {
+                wire.close().await;
             }
         }
     }
 }
 
-/// A reply: canned bytes, or one of the texts made once per sink.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Canned(&'static [u8]),
-    /// A scripted reply line, without its CRLF.
-    Line(&'static str),
-    Greeting,
-    Ehlo,
-    Helo,
+type Step = crate::smtpd::Step<Infallible>;
+
+fn canned(bytes: &'static [u8]) -> Reply {
+    Reply::raw(bytes)
 }
 
-const OK: Reply = Reply::Canned(b"250 2.0.0 Ok\r\n");
-const SENDER_OK: Reply = Reply::Canned(b"250 2.1.0 Sender ok\r\n");
-const RCPT_OK: Reply = Reply::Canned(b"250 2.1.5 Recipient ok\r\n");
-const GO_AHEAD: Reply = Reply::Canned(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-const QUEUED: Reply = Reply::Canned(b"250 2.0.0 Message accepted\r\n");
-const TEMPFAIL: Reply = Reply::Canned(b"451 4.3.0 try again later\r\n");
-const NO_SUCH_USER: Reply = Reply::Canned(b"550 5.1.1 no such user\r\n");
-const CONTENT_REJECTED: Reply = Reply::Canned(b"554 5.6.0 content rejected\r\n");
-const NO_STORAGE: Reply = Reply::Canned(b"452 4.3.1 insufficient storage\r\n");
-const BYE: Reply = Reply::Canned(b"221 2.0.0 Bye\r\n");
-const TIMEOUT: Reply = Reply::Canned(b"421 4.4.2 Idle too long, closing connection\r\n");
-
-/// What the loop does after a command.
-enum Step {
-    Reply(Reply),
-    /// Reply 354 and read the message.
-    Data,
-    /// Reply 220 and start TLS.
-    StartTls,
-    /// Reply, then close.
-    Close(Reply),
-    /// Close without a reply (a scripted fault).
-    Abort,
+/// A scripted reply line, which comes without its CRLF.
+fn line_reply(line: &'static str) -> Reply {
+    Reply::raw(format!("{line}\r\n").into_bytes())
 }
 
-enum End {
-    /// Flush and close politely.
-    Closed,
-    /// Close without another byte (`drop` recipients).
-    Abort,
-    StartTls,
-}
+const OK: &[u8] = b"250 2.0.0 Ok\r\n";
+const SENDER_OK: &[u8] = b"250 2.1.0 Sender ok\r\n";
+const RCPT_OK: &[u8] = b"250 2.1.5 Recipient ok\r\n";
+const GO_AHEAD: &[u8] = b"354 End data with <CR><LF>.<CR><LF>\r\n";
+const QUEUED: &[u8] = b"250 2.0.0 Message accepted\r\n";
+const TEMPFAIL: &[u8] = b"451 4.3.0 try again later\r\n";
+const NO_SUCH_USER: &[u8] = b"550 5.1.1 no such user\r\n";
+const CONTENT_REJECTED: &[u8] = b"554 5.6.0 content rejected\r\n";
+const NO_STORAGE: &[u8] = b"452 4.3.1 insufficient storage\r\n";
+const BYE: &[u8] = b"221 2.0.0 Bye\r\n";
+const READY: &[u8] = b"220 2.0.0 Ready to start TLS\r\n";
 
 /// A transaction between MAIL and the end of DATA. Its strings keep their
 /// capacity from one transaction to the next.
@@ -143,168 +144,83 @@ impl Envelope {
 
 struct Session {
     shared: Arc<Shared>,
+    peer: SocketAddr,
     tls: bool,
     helo: Option<String>,
     envelope: Envelope,
-    /// Replies not yet written.
-    out: Vec<u8>,
-    /// The message being received; reused when messages are not kept.
-    body: Vec<u8>,
+    /// The scripted fault drawn for the command being handled (stage and
+    /// action), between [`Verbs::pause`] and [`Verbs::command`].
+    fault: Option<(Stage, Action)>,
+}
+
+impl Verbs for Session {
+    type Pending = Infallible;
+
+    fn pause(&mut self, request: &Request<Cow<'_, str>>) -> Option<Duration> {
+        let stage = stage_of(request)?;
+        match self.shared.fault(stage)? {
+            Action::Delay(ms) => Some(Duration::from_millis(ms)),
+            action => {
+                self.fault = Some((stage, action));
+                None
+            }
+        }
+    }
+
+    async fn command(&mut self, request: Request<Cow<'_, str>>) -> Step {
+        match self.fault.take() {
+            // Say yes, then hang up: the handshake fails.
+            Some((Stage::StartTls, Action::Drop)) => Step::Close(canned(READY)),
+            Some((_, Action::Drop)) => Step::Abort,
+            Some((_, Action::Reply(line))) => Step::Reply(line_reply(line)),
+            Some((_, Action::Delay(_))) | None => self.dispatch(request),
+        }
+    }
+
+    async fn respond(&mut self, pending: Infallible, _line: &[u8]) -> Step {
+        match pending {}
+    }
+
+    fn data_started(&mut self) -> bool {
+        // Some of the message has arrived: hang up mid-DATA.
+        self.envelope.outcome != DataOutcome::Drop
+    }
+
+    async fn message(&mut self, body: &mut Vec<u8>) -> Step {
+        match self.end_of_data(body).await {
+            Some(reply) => Step::Reply(reply),
+            None => Step::Abort,
+        }
+    }
+
+    fn too_big(&mut self) -> Reply {
+        self.envelope.reset();
+        canned(b"552 5.3.4 Message too big\r\n")
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            tls: false,
-            helo: None,
-            envelope: Envelope::default(),
-            out: Vec::with_capacity(1024),
-            body: Vec::new(),
-        }
-    }
-
-    /// The one reply writer.
-    fn write(&mut self, reply: Reply) {
-        let bytes: &[u8] = match reply {
-            Reply::Canned(bytes) => bytes,
-            Reply::Line(line) => {
-                self.out.extend_from_slice(line.as_bytes());
-                b"\r\n"
-            }
-            Reply::Greeting => &self.shared.greeting,
-            Reply::Ehlo => {
-                let pipelining = self.shared.pipelining.load(std::sync::atomic::Ordering::Relaxed);
-                match (self.tls, pipelining) {
-                    (true, true) => &self.shared.ehlo_tls,
-                    (true, false) => &self.shared.ehlo_tls_serial,
-                    (false, true) => &self.shared.ehlo_plain,
-                    (false, false) => &self.shared.ehlo_plain_serial,
-                }
-            }
-            Reply::Helo => &self.shared.helo,
-        };
-        self.out.extend_from_slice(bytes);
-    }
-
-    async fn flush<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> bool {
-        if self.out.is_empty() {
-            return true;
-        }
-        let ok = stream.write_all(&self.out).await.is_ok() && stream.flush().await.is_ok();
-        self.out.clear();
-        ok
-    }
-
-    async fn close<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) {
-        self.flush(stream).await;
-        let _ = stream.shutdown().await;
-    }
-
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> End {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut requests = RequestReceiver::default();
-        let mut data: Option<DataReader> = None;
-        loop {
-            // Everything read so far is answered: one write per pipelined group.
-            if !self.flush(stream).await {
-                return End::Closed;
-            }
-            let n = match tokio::time::timeout(IDLE_TIMEOUT, stream.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return End::Closed,
-                Ok(Ok(n)) => n,
-                Err(_) => {
-                    self.write(TIMEOUT);
-                    return End::Closed;
-                }
-            };
-            let mut bytes = buf[..n].iter();
-            while !bytes.as_slice().is_empty() {
-                if let Some(reader) = &mut data {
-                    if self.envelope.outcome == DataOutcome::Drop {
-                        // Some of the message has arrived: hang up mid-DATA.
-                        self.flush(stream).await;
-                        return End::Abort;
-                    }
-                    if !reader.ingest(&mut bytes, &mut self.body) {
-                        continue;
-                    }
-                    data = None;
-                    match self.end_of_data(stream).await {
-                        Some(reply) => self.write(reply),
-                        None => {
-                            self.flush(stream).await;
-                            return End::Abort;
-                        }
-                    }
-                    continue;
-                }
-                let step = match requests.ingest(&mut bytes) {
-                    Ok(request) => {
-                        let stage = stage_of(&request);
-                        match stage.and_then(|stage| self.shared.fault(stage)).map(|a| (stage, a)) {
-                            Some((Some(Stage::StartTls), Action::Drop)) => {
-                                // Say yes, then hang up: the handshake fails.
-                                self.write(Reply::Canned(b"220 2.0.0 Ready to start TLS\r\n"));
-                                self.flush(stream).await;
-                                return End::Abort;
-                            }
-                            Some((_, Action::Drop)) => Step::Abort,
-                            Some((_, Action::Reply(line))) => Step::Reply(Reply::Line(line)),
-                            Some((_, Action::Delay(ms))) => {
-                                self.flush(stream).await;
-                                tokio::time::sleep(Duration::from_millis(ms)).await;
-                                self.dispatch(request)
-                            }
-                            None => self.dispatch(request),
-                        }
-                    }
-                    Err(ParseError::NeedsMoreData { .. }) => break,
-                    Err(e) => parse_error(e),
-                };
-                match step {
-                    Step::Reply(reply) => self.write(reply),
-                    Step::Data => {
-                        self.write(GO_AHEAD);
-                        self.body.clear();
-                        data = Some(DataReader::new());
-                    }
-                    Step::StartTls => {
-                        self.write(Reply::Canned(b"220 2.0.0 Ready to start TLS\r\n"));
-                        // Anything pipelined behind STARTTLS is dropped, not
-                        // carried into the TLS session (CVE-2011-0411).
-                        return if self.flush(stream).await { End::StartTls } else { End::Closed };
-                    }
-                    Step::Close(reply) => {
-                        self.write(reply);
-                        return End::Closed;
-                    }
-                    Step::Abort => {
-                        self.flush(stream).await;
-                        return End::Abort;
-                    }
-                }
-            }
-        }
-    }
-
     /// The one place commands are dispatched (hello → TLS → transaction).
     fn dispatch(&mut self, request: Request<Cow<'_, str>>) -> Step {
         match request {
-            Request::Ehlo { host } => self.hello(&host, Reply::Ehlo),
-            Request::Helo { host } => self.hello(&host, Reply::Helo),
+            Request::Ehlo { host } => self.hello(&host, true),
+            Request::Helo { host } => self.hello(&host, false),
             Request::StartTls => self.starttls(),
             Request::Mail { from } => Step::Reply(self.mail(&from.address, from.size)),
             Request::Rcpt { to } => Step::Reply(self.rcpt(&to.address)),
             Request::Data => self.data(),
             Request::Rset => {
                 self.envelope.reset();
-                Step::Reply(OK)
+                Step::Reply(canned(OK))
             }
-            Request::Noop { .. } => Step::Reply(OK),
-            Request::Quit => Step::Close(BYE),
+            Request::Noop { .. } => Step::Reply(canned(OK)),
+            Request::Quit => Step::Close(canned(BYE)),
             // The chunk after BDAT would be read as commands.
-            Request::Bdat { .. } => Step::Close(Reply::Canned(b"502 5.5.1 BDAT not offered, use DATA\r\n")),
+            Request::Bdat { .. } => Step::Close(canned(b"502 5.5.1 BDAT not offered, use DATA\r\n")),
             Request::Auth { .. }
             | Request::Vrfy { .. }
             | Request::Expn { .. }
@@ -312,11 +228,11 @@ impl Session {
             | Request::Lhlo { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
-            | Request::Burl { .. } => Step::Reply(Reply::Canned(b"502 5.5.1 Command not implemented\r\n")),
+            | Request::Burl { .. } => Step::Reply(canned(b"502 5.5.1 Command not implemented\r\n")),
         }
     }
 
-    fn hello(&mut self, host: &str, reply: Reply) -> Step {
+    fn hello(&mut self, host: &str, esmtp: bool) -> Step {
         match &mut self.helo {
             Some(helo) => {
                 helo.clear();
@@ -325,71 +241,81 @@ impl Session {
             None => self.helo = Some(host.to_string()),
         }
         self.envelope.reset();
-        Step::Reply(reply)
+        if !esmtp {
+            return Step::Reply(Reply::raw(self.shared.helo.clone()));
+        }
+        let pipelining = self.shared.pipelining.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes = match (self.tls, pipelining) {
+            (true, true) => &self.shared.ehlo_tls,
+            (true, false) => &self.shared.ehlo_tls_serial,
+            (false, true) => &self.shared.ehlo_plain,
+            (false, false) => &self.shared.ehlo_plain_serial,
+        };
+        Step::Reply(Reply::raw(bytes.clone()))
     }
 
     /// STARTTLS (RFC 3207).
     fn starttls(&mut self) -> Step {
         if self.tls {
-            return Step::Reply(Reply::Canned(b"503 5.5.1 Already using TLS\r\n"));
+            return Step::Reply(canned(b"503 5.5.1 Already using TLS\r\n"));
         }
         if self.shared.tls.is_none() {
-            return Step::Reply(Reply::Canned(b"502 5.5.1 STARTTLS not offered\r\n"));
+            return Step::Reply(canned(b"502 5.5.1 STARTTLS not offered\r\n"));
         }
-        Step::StartTls
+        Step::StartTls(canned(READY))
     }
 
     fn mail(&mut self, from: &str, size: usize) -> Reply {
         if self.helo.is_none() {
-            return Reply::Canned(b"503 5.5.1 Send EHLO first\r\n");
+            return canned(b"503 5.5.1 Send EHLO first\r\n");
         }
         if self.envelope.active {
-            return Reply::Canned(b"503 5.5.1 Nested MAIL command\r\n");
+            return canned(b"503 5.5.1 Nested MAIL command\r\n");
         }
         if size > MAX_SIZE {
-            return Reply::Canned(b"552 5.3.4 Message too big\r\n");
+            return canned(b"552 5.3.4 Message too big\r\n");
         }
         self.envelope.begin(from);
-        SENDER_OK
+        canned(SENDER_OK)
     }
 
     fn rcpt(&mut self, to: &str) -> Reply {
         if !self.envelope.active {
-            return Reply::Canned(b"503 5.5.1 Need MAIL first\r\n");
+            return canned(b"503 5.5.1 Need MAIL first\r\n");
         }
         let outcome = match behaviour(to) {
             Behaviour::Reject => {
-                if let Reply::Canned(bytes) = NO_SUCH_USER {
-                    self.shared.refused(to, bytes);
-                }
-                return NO_SUCH_USER;
+                self.shared.refused(to, NO_SUCH_USER);
+                return canned(NO_SUCH_USER);
             }
             Behaviour::Flaky(times) if self.shared.tempfail(&format!("flaky:{to}"), times) => DataOutcome::Drop,
             Behaviour::Flaky(_) => DataOutcome::Accept,
-            Behaviour::TempFail(times) if self.shared.tempfail(to, times) => return TEMPFAIL,
+            Behaviour::TempFail(times) if self.shared.tempfail(to, times) => return canned(TEMPFAIL),
             Behaviour::TempFail(_) => DataOutcome::Accept,
             Behaviour::Accept(outcome) => outcome,
         };
         self.envelope.add(to, outcome);
-        RCPT_OK
+        canned(RCPT_OK)
     }
 
     fn data(&mut self) -> Step {
         if !self.envelope.active {
-            return Step::Reply(Reply::Canned(b"503 5.5.1 Need MAIL first\r\n"));
+            return Step::Reply(canned(b"503 5.5.1 Need MAIL first\r\n"));
         }
         if self.envelope.len == 0 {
             // RFC 2920 §3.1: DATA after every RCPT failed. The transaction
             // ends here, so a client need not RSET before the next MAIL.
             self.envelope.reset();
-            return Step::Reply(Reply::Canned(b"554 5.5.1 No valid recipients\r\n"));
+            return Step::Reply(canned(b"554 5.5.1 No valid recipients\r\n"));
         }
-        Step::Data
+        Step::Data(canned(GO_AHEAD))
     }
 
-    /// The message in `self.body` is complete: the answer (`None`: hang
-    /// up without one), recording the message if accepted.
-    async fn end_of_data<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Option<Reply> {
+    /// The message in `body` is complete: the answer (`None`: hang up
+    /// without one), recording the message if accepted. Every reply due
+    /// before it was written with the 354, so a pause here is seen as a
+    /// slow answer to the end of data.
+    async fn end_of_data(&mut self, body: &mut Vec<u8>) -> Option<Reply> {
         let outcome = self.envelope.outcome;
         self.envelope.active = false;
         match self.shared.fault(Stage::EndOfData) {
@@ -400,45 +326,37 @@ impl Session {
                         self.shared.refused(rcpt, line.as_bytes());
                     }
                 }
-                return Some(Reply::Line(line));
+                return Some(line_reply(line));
             }
-            Some(Action::Delay(ms)) => {
-                self.flush(stream).await;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
+            Some(Action::Delay(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
             None => {}
         }
         match outcome {
             DataOutcome::DataFail => {
-                if let Reply::Canned(bytes) = CONTENT_REJECTED {
-                    for rcpt in self.envelope.rcpts() {
-                        self.shared.refused(rcpt, bytes);
-                    }
+                for rcpt in self.envelope.rcpts() {
+                    self.shared.refused(rcpt, CONTENT_REJECTED);
                 }
-                return Some(CONTENT_REJECTED);
+                return Some(canned(CONTENT_REJECTED));
             }
-            DataOutcome::TempData => return Some(NO_STORAGE),
+            DataOutcome::TempData => return Some(canned(NO_STORAGE)),
             DataOutcome::DropAtEnd => return None,
             // Caught at the first DATA bytes; an empty read cannot get here.
-            DataOutcome::Drop => return Some(CONTENT_REJECTED),
-            DataOutcome::Slow(ms) => {
-                self.flush(stream).await;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
+            DataOutcome::Drop => return Some(canned(CONTENT_REJECTED)),
+            DataOutcome::Slow(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
             DataOutcome::Accept => {}
         }
         if self.shared.keep_messages {
             let message = SinkMessage {
                 mail_from: self.envelope.mail_from.clone(),
                 rcpts: self.envelope.rcpts().to_vec(),
-                data: std::mem::take(&mut self.body),
+                data: std::mem::take(body),
                 tls: self.tls,
                 helo: self.helo.clone().unwrap_or_default(),
             };
             lock(&self.shared.messages).push(message);
         }
         self.shared.count.send_modify(|count| *count += 1);
-        Some(QUEUED)
+        Some(canned(QUEUED))
     }
 }
 
@@ -452,22 +370,6 @@ fn stage_of(request: &Request<Cow<'_, str>>) -> Option<Stage> {
         Request::Data => Some(Stage::Data),
         _ => None,
     }
-}
-
-fn parse_error(e: ParseError) -> Step {
-    let text: &'static [u8] = match e {
-        ParseError::UnknownCommand => b"500 5.5.1 Command unrecognized\r\n",
-        ParseError::InvalidSenderAddress => b"501 5.1.7 Bad sender address syntax\r\n",
-        ParseError::InvalidRecipientAddress => b"501 5.1.3 Bad recipient address syntax\r\n",
-        ParseError::UnsupportedParameter { .. } => b"555 5.5.4 Unsupported parameter\r\n",
-        ParseError::SyntaxError { .. }
-        | ParseError::InvalidParameter { .. }
-        | ParseError::NeedsMoreData { .. }
-        | ParseError::InvalidResponse { .. } => b"501 5.5.4 Syntax error\r\n",
-        // The rest of the line would be read as commands.
-        ParseError::ResponseTooLong => return Step::Close(Reply::Canned(b"500 5.5.2 Line too long\r\n")),
-    };
-    Step::Reply(Reply::Canned(text))
 }
 
 #[cfg(test)]

@@ -11,17 +11,29 @@ pub struct Reply {
     /// replies, which RFC 2034 leaves without one.
     pub status: Option<[u8; 3]>,
     pub lines: Vec<Cow<'static, str>>,
+    /// Bytes written as they are, instead of the above: the test sink's
+    /// canned and scripted replies (a fault script may want a malformed
+    /// one). herald's own servers never use it.
+    pub raw: Option<Cow<'static, [u8]>>,
 }
 
 impl Reply {
     /// A one-line reply with an enhanced status code.
     pub fn new(code: u16, status: [u8; 3], text: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, status: Some(status), lines: vec![text.into()] }
+        Self { code, status: Some(status), lines: vec![text.into()], raw: None }
     }
 
     /// A reply without an enhanced status code.
     pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
-        Self { code, status: None, lines: vec![text.into()] }
+        Self { code, status: None, lines: vec![text.into()], raw: None }
+    }
+
+    /// A reply sent byte for byte (`bytes` ends with CRLF); its code is
+    /// read from the first three digits, 0 when there are none.
+    pub fn raw(bytes: impl Into<Cow<'static, [u8]>>) -> Self {
+        let bytes = bytes.into();
+        let code = std::str::from_utf8(bytes.get(..3).unwrap_or_default()).ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+        Self { code, status: None, lines: Vec::new(), raw: Some(bytes) }
     }
 
     pub fn is_positive(&self) -> bool {
@@ -31,6 +43,10 @@ impl Reply {
     /// Appends the wire form to `out`. Line breaks in texts become
     /// continuation lines, so no text can end a reply early.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        if let Some(raw) = &self.raw {
+            out.extend_from_slice(raw);
+            return;
+        }
         let lines: Vec<&str> = self.lines.iter().flat_map(|l| l.split(['\r', '\n'])).filter(|l| !l.is_empty()).collect();
         let lines = if lines.is_empty() { vec![""] } else { lines };
         let last = lines.len() - 1;
@@ -87,7 +103,7 @@ pub mod common {
             "ENHANCEDSTATUSCODES".into(),
             "SMTPUTF8".into(),
         ];
-        Reply { code: 250, status: None, lines }
+        Reply { code: 250, status: None, lines, raw: None }
     }
 
     /// The data directory is below `store.min_free_mb`: try later.
@@ -110,7 +126,8 @@ mod tests {
             (Reply::new(250, [2, 0, 0], "Ok"), "250 2.0.0 Ok\r\n"),
             (Reply::plain(220, "relay ESMTP"), "220 relay ESMTP\r\n"),
             (Reply::new(550, [5, 6, 0], "a\r\nb"), "550-5.6.0 a\r\n550 5.6.0 b\r\n"),
-            (Reply { code: 250, status: None, lines: vec!["host".into(), "SIZE 10".into()] }, "250-host\r\n250 SIZE 10\r\n"),
+            (Reply { code: 250, status: None, lines: vec!["host".into(), "SIZE 10".into()], raw: None }, "250-host\r\n250 SIZE 10\r\n"),
+            (Reply::raw(&b"451 4.3.0 later\r\n"[..]), "451 4.3.0 later\r\n"),
         ];
         for (reply, want) in cases {
             let mut out = Vec::new();
