@@ -68,11 +68,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
 
     let dns = Dns::from_config(&config.dns)?;
     let keys = KeyStore::open(store.db()).map_err(|e| format!("`server.data_dir`: {e}"))?;
-    let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone());
-    // The relay's own key exists from the first start, so its DNS record
-    // can be published before any mail goes out.
-    let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
-    relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
     let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains)
         .map_err(|e| format!("`server.data_dir`: {e}"))?
         .with_events(store.clone())
@@ -85,6 +80,13 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
             }),
             embedded: config.dns_server.enabled(),
         });
+    let selector_source = domains.clone();
+    let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone())
+        .with_relay_selector(Box::new(move || selector_source.relay_selector()));
+    // The relay's own key exists from the first start, so its DNS record
+    // can be published before any mail goes out.
+    let relay_signer = preparer.signer(&config.identity.domain, &preparer.relay_selector());
+    relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
     let dns_server = if config.dns_server.enabled() {
         Some(crate::dns_server::DnsServer::start(&config.dns_server, domains.clone(), &config.server.hostname, shutdown_rx.clone()).await?)
     } else {

@@ -146,7 +146,7 @@ async fn rotation_moves_signing_to_a_fresh_key_with_mail_verifying_at_every_step
     )
     .await;
     assert!(ok, "{out}{err}");
-    for words in ["published", "new key for hr2", "customer.test still signs with hr1", "not visible through the customer's CNAME yet", "✗ hr2._domainkey.customer.test — DKIM key mismatch"] {
+    for words in ["published", "new key for hr2", "customer.test still signs with hr1", "not visible from the relay's resolver yet", "✗ hr2._domainkey.customer.test — DKIM key mismatch"] {
         assert!(out.contains(words), "want `{words}` in:\n{out}");
     }
     // A rotation in progress never makes the domain failing.
@@ -233,4 +233,81 @@ async fn the_schedule_rotates_on_its_own() {
     let done = domains.advance_rotations().await.unwrap();
     assert!(done.len() == 1 && done[0].switched, "{done:?}");
     assert_eq!(domains.registry().get("customer.test").unwrap().unwrap().active_selector(), "hr2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_own_key_rotates_between_two_selectors() {
+    // No embedded DNS here: the operator publishes `herald dns zone` by hand.
+    let clock = ManualClock::new();
+    let w = world::World::start_with_clock(
+        BASE_ZONE,
+        |c| {
+            c.admin.token = TOKEN.into();
+            c.admin.address = "127.0.0.1:0".into();
+        },
+        clock.clone(),
+    )
+    .await;
+    let base = format!("http://{}", w.relay.running().admin_addr.unwrap());
+    let api = |f: fn(&AdminClient) -> RotationV1| {
+        let base = base.clone();
+        async move { tokio::task::spawn_blocking(move || f(&AdminClient::new(&base, TOKEN))).await.unwrap() }
+    };
+    let zone = || {
+        let base = base.clone();
+        async move { tokio::task::spawn_blocking(move || AdminClient::new(&base, TOKEN).zone().unwrap()).await.unwrap() }
+    };
+    let auth = Dns::from_config(&w.dns.config()).unwrap().authenticator();
+    let relay_signature = |m: SinkMessage| {
+        let auth = auth.clone();
+        async move {
+            let parsed = mail_auth::AuthenticatedMessage::parse(&m.data).unwrap();
+            let results = auth.verify_dkim(&parsed).await;
+            let s = results[0].signature().unwrap();
+            (results[0].result().clone(), s.d.clone(), s.s.clone())
+        }
+    };
+    let send = || async {
+        let id = w.submit("billing@plain.test", "app@sender.test", &["payer@dest.test"]).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(m) = w.sink.received().into_iter().find(|m| m.mail_from.contains(id.as_str())) {
+                return m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "message {id} never reached the sink");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let pass = |selector: &'static str| move |(result, d, s): (mail_auth::DkimResult, String, String)| {
+        assert_eq!((result, d.as_str(), s.as_str()), (mail_auth::DkimResult::Pass, "relay.test", selector));
+    };
+
+    let before = send().await;
+    pass("herald")(relay_signature(before.clone()).await);
+
+    // Published nowhere yet: the relay keeps signing with the old key.
+    let r = api(|c| c.rotate_relay().unwrap().value).await;
+    assert!(!r.switched && !r.embedded_dns, "{r:?}");
+    assert_eq!((r.selector.as_str(), r.publishing.as_deref()), ("herald", Some("herald2")));
+    assert!(r.check.as_ref().is_some_and(|c| !c.ok && c.message.contains("herald dns zone")), "{r:?}");
+    let during = send().await;
+    pass("herald")(relay_signature(during.clone()).await);
+
+    // The operator publishes `herald dns zone`: both keys are in it.
+    let text = zone().await;
+    assert!(text.contains("herald._domainkey.relay.test.") && text.contains("herald2._domainkey.relay.test."), "{text}");
+    w.dns.set_zone(&format!("{BASE_ZONE}{text}"));
+    let r = api(|c| c.rotate_relay().unwrap().value).await;
+    assert!(r.switched && r.selector == "herald2", "{r:?}");
+    let after = send().await;
+    pass("herald2")(relay_signature(after).await);
+    pass("herald")(relay_signature(before).await);
+    pass("herald")(relay_signature(during).await);
+
+    // Retention over: the old key is withdrawn from the zone and the store.
+    clock.advance(Duration::from_secs(7 * 86400 + 60));
+    w.relay.running().domains.advance_rotations().await.unwrap();
+    let text = zone().await;
+    assert!(!text.contains("herald._domainkey.relay.test.") && text.contains("herald2._domainkey.relay.test."), "{text}");
+    assert!(w.relay.running().queue.preparer.keys.get("relay.test", "herald").unwrap().is_none());
 }

@@ -153,6 +153,10 @@ impl AdminClient {
         self.call("POST", &format!("/api/domains/{}/rotate", segment(domain)))
     }
 
+    pub fn rotate_relay(&self) -> Result<Answer<RotationV1>, ClientError> {
+        self.call("POST", "/api/relay/rotate")
+    }
+
     pub fn remove_domain(&self, domain: &str) -> Result<Answer<DomainV1>, ClientError> {
         self.call("DELETE", &format!("/api/domains/{}", segment(domain)))
     }

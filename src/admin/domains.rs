@@ -88,6 +88,32 @@ pub(super) async fn rotate(State(s): Shared, Path(domain): Path<String>) -> Resu
     Ok(Json(RotationV1::new(record, rotated.switched, check, embedded)))
 }
 
+/// `POST /api/relay/rotate`: the same for the relay's own key, between
+/// `identity.dkim_selector` and the same with `2` appended.
+pub(super) async fn rotate_relay(State(s): Shared) -> Result<Json<RotationV1>, ApiError> {
+    let rotated = s.domains.rotate_relay().await?;
+    let check = rotated.check.as_ref().map(|status| {
+        let index = rotated.keys.publishing().unwrap_or(rotated.keys.active());
+        let selector = &rotated.selectors[index];
+        let host = crate::domains::names::dkim_host(selector, &rotated.domain);
+        let message = match status {
+            crate::domains::CheckStatus::Ok => format!("Ok: the new key is published at `{host}`."),
+            crate::domains::CheckStatus::Temporary { reason } => format!("Temporary DNS failure while looking up `{host}` ({reason})."),
+            _ => format!("The new key is not visible at `{host}` yet: publish the records of `herald dns zone`."),
+        };
+        RecordCheckV1 {
+            label: crate::domains::names::dkim_label(selector),
+            expected: host.clone(),
+            host,
+            status: status.into(),
+            ok: status.is_ok(),
+            message,
+        }
+    });
+    tracing::info!(domain = %rotated.domain, selector = %rotated.selector(), switched = rotated.switched, "relay DKIM key rotation over the admin API");
+    Ok(Json(RotationV1::relay(&rotated, check)))
+}
+
 /// `DELETE /api/domains/{domain}`: removes the domain and its DKIM keys;
 /// the removed domain, with the operator records that can go now.
 pub(super) async fn remove(State(s): Shared, Path(domain): Path<String>) -> Result<Json<DomainV1>, ApiError> {

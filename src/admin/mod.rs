@@ -15,6 +15,7 @@
 //! | `GET /api/domains/{domain}`    | bearer | [`DomainV1`] |
 //! | `POST /api/domains/{domain}/verify` | bearer | [`VerificationV1`]: checked now, state updated |
 //! | `POST /api/domains/{domain}/rotate` | bearer | [`RotationV1`]: DKIM key rotation started, or checked again while one waits |
+//! | `POST /api/relay/rotate` | bearer | [`RotationV1`]: the same for the relay's own key |
 //! | `DELETE /api/domains/{domain}` | bearer | [`DomainV1`]: removed, with its DKIM keys |
 //! | `GET /api/dns/zone`            | bearer | text/plain zone-file fragment (`herald dns zone`) |
 //! | `POST /api/inspect?mail_from=&ip=&helo=` | bearer | raw message → [`InspectV1`] (`herald inspect`) |
@@ -118,6 +119,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/domains/{domain}", get(domains::show).delete(domains::remove))
         .route("/api/domains/{domain}/verify", post(domains::verify))
         .route("/api/domains/{domain}/rotate", post(domains::rotate))
+        .route("/api/relay/rotate", post(domains::rotate_relay))
         .route("/api/dns/zone", get(domains::zone))
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))

@@ -52,7 +52,15 @@ enum DomainAction {
     /// Rotate the domain's DKIM key: a new key for the idle selector, published;
     /// signing switches once it resolves through the customer's CNAME (at once
     /// with the embedded DNS server). Run again to check a rotation that waits.
-    Rotate { domain: String },
+    /// `--relay` rotates the relay's own key (identity.domain) the same way.
+    Rotate {
+        /// The customer domain (not with --relay).
+        #[arg(required_unless_present = "relay", conflicts_with = "relay")]
+        domain: Option<String>,
+        /// Rotate the relay's own key instead.
+        #[arg(long)]
+        relay: bool,
+    },
     /// Remove a domain and its DKIM keys; its mail is sent as the relay from then on.
     Remove { domain: String },
 }
@@ -102,7 +110,8 @@ pub fn run(args: DomainArgs) -> Result<(), Failure> {
             print(json, &answer, verify_text);
             return verdict(&answer.value);
         }
-        DomainAction::Rotate { domain } => print(json, &client.rotate_domain(&domain).map_err(e)?, rotated_text),
+        DomainAction::Rotate { domain: Some(domain), .. } => print(json, &client.rotate_domain(&domain).map_err(e)?, rotated_text),
+        DomainAction::Rotate { domain: None, .. } => print(json, &client.rotate_relay().map_err(e)?, rotated_text),
         DomainAction::Remove { domain } => print(json, &client.remove_domain(&domain).map_err(e)?, removed_text),
     }
     Ok(())
@@ -273,7 +282,7 @@ fn rotated_text(r: &RotationV1) -> String {
                 "publish the new record of `herald dns zone` at your DNS provider (the customer changes nothing)".to_string()
             };
             out.push_str(&format!(
-                "{} still signs with {}; the new key {new} is not visible through the customer's CNAME yet: {publish}.\n\
+                "{} still signs with {}; the new key {new} is not visible from the relay's resolver yet: {publish}.\n\
                  Signing switches once it is (checked in the background, or now with `herald domain rotate {}`).\n",
                 r.domain, r.selector, r.domain
             ));

@@ -20,6 +20,7 @@ pub mod recheck;
 pub mod input;
 pub mod names;
 pub mod registry;
+pub mod relay_key;
 pub mod rotation;
 pub mod state;
 pub mod verify;
@@ -205,12 +206,7 @@ impl Domains {
     pub fn zone_content(&self) -> Result<ZoneContent, DomainsError> {
         let mut blocks = Vec::new();
         if let Some(id) = &self.settings.relay {
-            let keys_error = |reason: String| DomainsError::Keys {
-                domain: id.domain.clone(),
-                reason,
-            };
-            let key = self.registry.keys().get_or_create(&id.domain, &id.selector, self.registry.now_ms()).map_err(keys_error)?;
-            let public = key.der().and_then(|der| crate::dkim::public_key_b64(&der)).map_err(keys_error)?;
+            let public = self.relay_public_keys(id)?;
             let c = self.registry.config();
             blocks.push(zone::relay_block(id, &public, &c.zone(), &c.spf_mechanisms, &c.inbound_host));
         }
@@ -260,6 +256,11 @@ impl Domains {
     /// For the background task: moves every rotation that is due on, and
     /// starts the scheduled ones (`domains.rotate_every`).
     pub async fn advance_rotations(&self) -> Result<Vec<Rotated>, DomainsError> {
+        match self.advance_relay_if_due().await {
+            Ok(Some(r)) => tracing::debug!(selector = %r.selector(), switched = r.switched, "relay DKIM key rotation step"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "relay DKIM key rotation step failed"),
+        }
         let now = self.registry.now_ms();
         let every = self.rotate_every_ms();
         let mut out = Vec::new();

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 pub const RECORD_VERSION: u32 = 1;
 const NEXT_TENANT: &[u8] = b"next_tenant";
 const ZONE_SERIAL: &[u8] = b"zone_serial";
+const RELAY_KEYS: &[u8] = b"relay_keys";
 
 /// One customer domain as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +205,44 @@ impl Registry {
             Some([serial.to_be_bytes().as_slice(), &digest.to_be_bytes()].concat())
         })?;
         Ok(read(new.as_deref()).0)
+    }
+
+    /// The key phases of the relay's own two selectors (see
+    /// [`super::relay_key`]); the default before any rotation.
+    pub fn relay_keys(&self) -> Result<Keys, StoreError> {
+        match self.tree.get(RELAY_KEYS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: "relay_keys".into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(Keys::default()),
+        }
+    }
+
+    /// Changes the relay's key phases with `change` (compare-and-swap).
+    pub fn update_relay_keys(&self, mut change: impl FnMut(&mut Keys)) -> Result<Keys, StoreError> {
+        loop {
+            let old = self.tree.get(RELAY_KEYS)?;
+            let mut keys: Keys = match &old {
+                Some(bytes) => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                    key: "relay_keys".into(),
+                    reason: e.to_string(),
+                })?,
+                None => Keys::default(),
+            };
+            change(&mut keys);
+            let bytes = serde_json::to_vec(&keys).expect("key phases always serialise");
+            if self.tree.compare_and_swap(RELAY_KEYS, old, Some(bytes))?.is_ok() {
+                self.changed();
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Tells the embedded DNS server the zone may have changed (a key
+    /// written outside [`Registry`]'s own methods).
+    pub fn touch(&self) {
+        self.changed();
     }
 
     fn changed(&self) {

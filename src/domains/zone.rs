@@ -84,13 +84,17 @@ pub fn in_zone(name: &str, zone: &str) -> bool {
     name == zone || name.ends_with(&format!(".{zone}"))
 }
 
-/// The relay's own block: its DKIM key, and the bounce domain's MX and SPF
-/// when that domain is inside `zone` (the relay's DNS then holds it).
-pub fn relay_block(id: &RelayIdentity, public_b64: &str, zone: &str, spf_mechanisms: &str, inbound_host: &str) -> Block {
-    let mut records = vec![OperatorRecord {
-        name: names::dkim_host(&id.selector, &id.domain),
-        data: OperatorData::Txt(crate::dkim::split_txt(&crate::dkim::txt_value(public_b64))),
-    }];
+/// The relay's own block: its DKIM keys (`(selector, base64 key)`; two
+/// during a rotation), and the bounce domain's MX and SPF when that domain
+/// is inside `zone` (the relay's DNS then holds it).
+pub fn relay_block(id: &RelayIdentity, keys: &[(String, String)], zone: &str, spf_mechanisms: &str, inbound_host: &str) -> Block {
+    let mut records: Vec<OperatorRecord> = keys
+        .iter()
+        .map(|(selector, public_b64)| OperatorRecord {
+            name: names::dkim_host(selector, &id.domain),
+            data: OperatorData::Txt(crate::dkim::split_txt(&crate::dkim::txt_value(public_b64))),
+        })
+        .collect();
     let mut comment = vec![format!(
         "The relay's own DKIM key (identity.domain {}, selector {}):",
         id.domain, id.selector
@@ -137,11 +141,11 @@ mod tests {
             selector: "herald".into(),
             bounce_domain: "bounces.relay.test".into(),
         };
-        let outside = relay_block(&id, "QUJD", "wl.relay.test", "ip4:127.0.0.1", "mx.relay.test");
+        let outside = relay_block(&id, &[("herald".into(), "QUJD".into())], "wl.relay.test", "ip4:127.0.0.1", "mx.relay.test");
         assert_eq!(outside.records.len(), 1);
         assert_eq!(outside.records[0].name, "herald._domainkey.relay.test");
         id.bounce_domain = "b.wl.relay.test".into();
-        let inside = relay_block(&id, "QUJD", "wl.relay.test", "ip4:127.0.0.1", "mx.relay.test");
+        let inside = relay_block(&id, &[("herald".into(), "QUJD".into())], "wl.relay.test", "ip4:127.0.0.1", "mx.relay.test");
         let kinds: Vec<(&str, bool)> = inside
             .records
             .iter()

@@ -2,6 +2,8 @@
 //! steps (the domain's key history), and the answer to `rotate`.
 
 use super::domains::RecordCheckV1;
+use crate::domains::relay_key::RelayRotated;
+use crate::domains::rotation::Keys;
 use crate::domains::{DomainRecord, KeyPhase, KeyStep};
 use serde::{Deserialize, Serialize};
 
@@ -52,9 +54,15 @@ pub struct RotationV1 {
 
 /// Both selectors' keys of `r`.
 pub fn keys(r: &DomainRecord) -> Vec<KeyV1> {
-    r.selectors()
-        .into_iter()
-        .zip(r.keys.phases())
+    keys_of(&r.selectors(), &r.keys)
+}
+
+/// The keys of two `selectors` in phases `keys`.
+pub fn keys_of(selectors: &[String; 2], keys: &Keys) -> Vec<KeyV1> {
+    selectors
+        .iter()
+        .cloned()
+        .zip(keys.phases())
         .map(|(selector, phase)| KeyV1 {
             selector,
             phase: phase.to_string(),
@@ -89,6 +97,22 @@ impl RotationV1 {
             check,
             embedded_dns,
             keys: keys(r),
+            steps: r.keys.steps.iter().map(KeyStepV1::from).collect(),
+        }
+    }
+}
+
+impl RotationV1 {
+    /// The relay's own key rotation (`POST /api/relay/rotate`).
+    pub fn relay(r: &RelayRotated, check: Option<RecordCheckV1>) -> Self {
+        Self {
+            domain: r.domain.clone(),
+            selector: r.selector().to_string(),
+            switched: r.switched,
+            publishing: r.keys.publishing().map(|i| r.selectors[i].clone()),
+            check,
+            embedded_dns: r.embedded,
+            keys: keys_of(&r.selectors, &r.keys),
             steps: r.keys.steps.iter().map(KeyStepV1::from).collect(),
         }
     }
