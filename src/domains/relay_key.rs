@@ -200,7 +200,7 @@ impl Domains {
         match self.dns.txt(&names::dkim_host(selector, &id.domain)).await {
             Ok(texts) => {
                 let found: Vec<String> = texts.iter().filter_map(|t| dkim_public_key(t)).collect();
-                if found.iter().any(|p| *p == expected) {
+                if found.contains(&expected) {
                     CheckStatus::Ok
                 } else {
                     CheckStatus::KeyMismatch {

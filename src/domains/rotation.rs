@@ -205,17 +205,17 @@ pub fn advance(keys: &mut Keys, selectors: &[String; 2], visible: Option<bool>, 
         );
         done.push(Advanced::Switched { to: new });
     }
-    for index in 0..2 {
+    for (index, selector) in selectors.iter().enumerate() {
         if let KeyPhase::Retiring { until_ms } = keys.phases()[index]
             && now_ms >= until_ms
         {
             keys.set(index, KeyPhase::Withdrawn { at_ms: now_ms });
             let (step, detail) = if revoke {
-                ("revoked", format!("retention over: {} now publishes an empty `p=` (revoked)", selectors[index]))
+                ("revoked", format!("retention over: {selector} now publishes an empty `p=` (revoked)"))
             } else {
-                ("withdrawn", format!("retention over: {} withdrawn from DNS", selectors[index]))
+                ("withdrawn", format!("retention over: {selector} withdrawn from DNS"))
             };
-            keys.step(now_ms, &selectors[index], step, detail);
+            keys.step(now_ms, selector, step, detail);
             done.push(Advanced::Withdrawn { index });
         }
     }
