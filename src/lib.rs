@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bounce;
 pub mod cli;
 pub mod clock;
 pub mod config;

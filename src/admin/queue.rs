@@ -100,12 +100,7 @@ pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Re
         .collect();
     for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
         r.status = RcptStatus::Failed;
-        r.attempts.push(Attempt {
-            at_ms: now,
-            host: String::new(),
-            outcome: Outcome::Permanent,
-            reply: DROPPED_REPLY.into(),
-        });
+        r.attempts.push(Attempt::new(now, String::new(), Outcome::Permanent, DROPPED_REPLY.into()));
         tracing::warn!(msg_id = %id, rcpt = %r.address, "failed: dropped by the operator over the admin API");
     }
     record.finished_ms = Some(now);

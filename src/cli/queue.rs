@@ -177,7 +177,11 @@ fn attempt(a: &AttemptV1) -> String {
     } else {
         format!("  {}", a.host)
     };
-    format!("{}  {}{host}  {}", time(a.at_ms), a.outcome.as_str(), a.reply.trim_end())
+    let class = match &a.bounce {
+        Some(b) => format!("\n      {} ({}, {}): {}", b.class.as_str(), if b.hard { "hard" } else { "soft" }, if a.outcome.as_str() == "permanent" { "final" } else { "will retry" }, b.description),
+        None => String::new(),
+    };
+    format!("{}  {}{host}  {}{class}", time(a.at_ms), a.outcome.as_str(), a.reply.trim_end())
 }
 
 /// `1 deferred, 1 delivered`, worst first.

@@ -105,7 +105,7 @@ mod tests {
     use crate::store::Outcome;
 
     fn attempt(reply: &str) -> Attempt {
-        Attempt { at_ms: 0, host: "mx.example.net [127.0.0.1]:25".into(), outcome: Outcome::Permanent, reply: reply.into() }
+        Attempt::new(0, "mx.example.net [127.0.0.1]:25".into(), Outcome::Permanent, reply.into())
     }
 
     #[test]

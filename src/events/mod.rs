@@ -170,6 +170,9 @@ pub struct Event {
     /// When the next attempt is due, on `message.deferred`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_ms: Option<i64>,
+    /// What the failure means (`message.deferred`, `failed`, `bounced`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<crate::bounce::BounceV1>,
     /// Why, in words: `synchronous` (a 5xx during delivery), `expired`,
     /// `dropped by the operator`, a domain's per-record reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -122,6 +122,7 @@ fn bounced_events(record: &MessageRecord, newly: &[usize], now_ms: i64) -> Vec<c
             let mut e = record.rcpt_event(i, crate::events::EventKind::Bounced, now_ms);
             if let Some(a) = record.recipients[i].attempts.last() {
                 e.reply = Some(a.reply.clone());
+                e.bounce = a.bounce.map(Into::into);
                 e.host = (!a.host.is_empty()).then(|| a.host.clone());
             }
             e.reasons = vec!["asynchronous: a delivery status notification came back".into()];
@@ -145,12 +146,8 @@ fn mark(record: &mut MessageRecord, failures: &[&RcptReport], now_ms: i64) -> Ve
             RcptStatus::Failed | RcptStatus::Expired => continue,
             RcptStatus::Queued | RcptStatus::Deferred | RcptStatus::Delivered => {}
         }
-        let attempt = Attempt {
-            at_ms: now_ms,
-            host: f.remote_mta.clone().unwrap_or_default(),
-            outcome: Outcome::Permanent,
-            reply: f.reply(),
-        };
+        let mut attempt = Attempt::new(now_ms, f.remote_mta.clone().unwrap_or_default(), Outcome::Permanent, f.reply());
+        attempt.bounce = Some(f.bounce());
         tracing::warn!(msg_id = %id, rcpt = %rcpt.address, was = ?rcpt.status, host = %attempt.host, reply = %attempt.reply, "failed: bounced");
         rcpt.status = RcptStatus::Failed;
         rcpt.attempts.push(attempt);

@@ -45,6 +45,18 @@ impl RcptReport {
     }
 
     /// The text recorded in the recipient's attempt history.
+    /// The class of the failure the report gives: its diagnostic code
+    /// (`smtp; 550 5.1.1 …`) read with its Status.
+    pub fn bounce(&self) -> crate::bounce::Bounce {
+        let diagnostic = self.diagnostic.as_deref().unwrap_or("");
+        let diagnostic = diagnostic.split_once(';').map_or(diagnostic, |(kind, rest)| if kind.trim().eq_ignore_ascii_case("smtp") { rest } else { diagnostic }).trim();
+        let mut bounce = crate::bounce::classify(diagnostic, true);
+        if matches!(bounce.class, crate::bounce::BounceClass::OtherPermanent | crate::bounce::BounceClass::OtherTemporary) {
+            bounce = crate::bounce::classify(&format!("{} {diagnostic}", self.status), !self.status.starts_with('4'));
+        }
+        bounce
+    }
+
     pub fn reply(&self) -> String {
         match &self.diagnostic {
             Some(d) => format!("bounced: {} {d}", self.status),

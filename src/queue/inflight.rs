@@ -109,7 +109,7 @@ impl InFlight {
                 RcptStatus::Deferred => tracing::info!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, "deferred"),
                 _ => tracing::warn!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, status = ?rcpt.status, "failed"),
             }
-            rcpt.attempts.push(Attempt { at_ms: now, host: r.host, outcome: r.outcome, reply: r.reply });
+            rcpt.attempts.push(Attempt::new(now, r.host, r.outcome, r.reply));
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
         let written = if last {
@@ -147,6 +147,7 @@ fn outcome_event(record: &MessageRecord, r: &JobOutcome, expired: bool, now: i64
         (Outcome::Permanent, _) | (Outcome::Temporary, true) => EventKind::Failed,
     };
     let mut e = record.rcpt_event(r.rcpt, kind, now);
+    e.bounce = (kind != EventKind::Delivered).then(|| crate::bounce::classify(&r.reply, r.outcome == Outcome::Permanent).into());
     e.host = (!r.host.is_empty()).then(|| r.host.clone());
     e.reply = Some(r.reply.clone());
     if kind == EventKind::Delivered {

@@ -249,7 +249,12 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
         if expired {
             for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
                 r.status = RcptStatus::Expired;
-                r.attempts.push(Attempt { at_ms: now, host: String::new(), outcome: Outcome::Temporary, reply: "queue lifetime exceeded".into() });
+                // Expiry keeps the class of the last refusal (a full
+                // mailbox for five days is still a full mailbox).
+                let last = r.attempts.last().and_then(|a| a.bounce);
+                let mut attempt = Attempt::new(now, String::new(), Outcome::Temporary, "queue lifetime exceeded".into());
+                attempt.bounce = last.map(|b| crate::bounce::Bounce::new(b.class, false)).or(attempt.bounce);
+                r.attempts.push(attempt);
                 tracing::warn!(msg_id = %id, rcpt = %r.address, "expired");
             }
         }
@@ -265,6 +270,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
                     let mut e = record.rcpt_event(i, crate::events::EventKind::Failed, now);
                     e.reply = Some("queue lifetime exceeded".into());
                     e.reasons = vec!["expired: the queue lifetime ran out".into()];
+                    e.bounce = record.recipients[i].attempts.last().and_then(|a| a.bounce).map(Into::into);
                     e
                 })
                 .collect()

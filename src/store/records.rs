@@ -107,6 +107,17 @@ pub struct Attempt {
     pub outcome: Outcome,
     /// The remote reply or the local error, as text.
     pub reply: String,
+    /// What a failure means (not set on deliveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<crate::bounce::Bounce>,
+}
+
+impl Attempt {
+    /// An attempt, classified when it did not deliver.
+    pub fn new(at_ms: i64, host: String, outcome: Outcome, reply: String) -> Attempt {
+        let bounce = (outcome != Outcome::Delivered).then(|| crate::bounce::classify(&reply, outcome == Outcome::Permanent));
+        Attempt { at_ms, host, outcome, reply, bounce }
+    }
 }
 
 /// How one attempt ended for one recipient.

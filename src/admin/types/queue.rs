@@ -77,6 +77,9 @@ pub struct AttemptV1 {
     pub outcome: OutcomeV1,
     /// The remote server's reply, or the local error, as text.
     pub reply: String,
+    /// What a failure means, in words (not on deliveries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce: Option<crate::bounce::BounceV1>,
 }
 
 /// One envelope recipient and its history.
@@ -175,6 +178,7 @@ impl From<&Attempt> for AttemptV1 {
             host: a.host.clone(),
             outcome: a.outcome.into(),
             reply: a.reply.clone(),
+            bounce: a.bounce.map(Into::into),
         }
     }
 }

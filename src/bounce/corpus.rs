@@ -1,0 +1,165 @@
+//! Real-world refusals, from the big receivers' published error pages
+//! and observed bounces (Gmail, Outlook / Microsoft 365, Yahoo, iCloud,
+//! GMX / Web.de, Ziggo / KPN, Proton), RFC 3463's codes, and herald's own
+//! local reasons: each with the class and hardness the classifier must
+//! give. Host names and addresses are shortened.
+
+use super::{BounceClass as C, classify};
+
+/// (reply, permanent as delivery decided, class, hard)
+const CORPUS: &[(&str, bool, C, bool)] = &[
+    // Gmail
+    ("550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. https://support.google.com/mail/?p=NoSuchUser", true, C::InvalidRecipient, true),
+    ("550 5.2.1 The email account that you tried to reach is disabled. https://support.google.com/mail/?p=DisabledUser", true, C::MailboxDisabled, true),
+    ("552 5.2.2 The email account that you tried to reach is over quota. Please direct the recipient to https://support.google.com/mail/?p=OverQuotaPerm", true, C::MailboxFull, false),
+    ("452 4.2.2 The email account that you tried to reach is over quota. https://support.google.com/mail/?p=OverQuotaTemp", false, C::MailboxFull, false),
+    ("550 5.7.26 This mail has been blocked because the sender is unauthenticated. Gmail requires all senders to authenticate with either SPF or DKIM.", true, C::PolicyDmarc, true),
+    ("550 5.7.26 Unauthenticated email from customer.nl is not accepted due to domain's DMARC policy. Please contact the administrator of customer.nl domain.", true, C::PolicyDmarc, true),
+    ("550 5.7.1 [192.0.2.1] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.", true, C::ContentSpam, true),
+    ("550 5.7.25 [192.0.2.1] The IP address sending this message does not have a PTR record setup, or the corresponding forward DNS entry does not point to the sending IP.", true, C::ReputationBlock, true),
+    ("421 4.7.28 [192.0.2.1] Our system has detected an unusual rate of unsolicited mail originating from your IP address. To protect our users from spam, mail sent from your IP address has been temporarily rate limited.", false, C::RateLimited, false),
+    ("450 4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages from being delivered. https://support.google.com/mail/?p=ReceivingRatePerm", false, C::RateLimited, false),
+    ("552 5.3.4 Your message exceeded Google's message size limits. https://support.google.com/mail/?p=MaxSizeError", true, C::MessageTooLarge, true),
+    ("550 5.7.1 The user or domain that you are sending to (or from) has a policy that prohibited the mail that you sent.", true, C::ReputationBlock, true),
+    ("421 4.7.0 [192.0.2.1] Our system has detected that this message is suspicious due to the very low reputation of the sending IP address.", false, C::ReputationBlock, false),
+    ("550 5.7.23 The message was rejected because of Sender Policy Framework violation.", true, C::PolicySpf, true),
+    ("421 4.7.0 TLS required for RCPT domain, closing connection.", false, C::TlsRequired, false),
+    ("550 5.7.0 Mail relay denied [192.0.2.1].", true, C::RelayDenied, true),
+    ("552 5.2.3 Your message exceeded Google's message size limits.", true, C::MessageTooLarge, true),
+    ("550 5.7.28 [192.0.2.1] There's been an unusual amount of unsolicited mail from your IP address.", true, C::RateLimited, false),
+    ("421 4.7.0 Try again later, closing connection. (EHLO)", false, C::OtherTemporary, false),
+    ("451 4.3.0 Mail server temporarily rejected message.", false, C::OtherTemporary, false),
+    ("550 5.7.27 The sender address has a null MX record.", true, C::OtherPermanent, true),
+    ("554 5.6.0 Message contains invalid header.", true, C::OtherPermanent, true),
+    // Outlook.com, Hotmail and Microsoft 365
+    ("550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302) [BN8NAM11FT038.eop-nam11.prod.protection.outlook.com]", true, C::InvalidRecipient, true),
+    ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [DM6NAM04FT019.eop-NAM04.prod.protection.outlook.com]", true, C::InvalidRecipient, true),
+    ("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", true, C::InvalidRecipient, true),
+    ("552 5.2.2 Requested mail action aborted: exceeded storage allocation", true, C::MailboxFull, false),
+    ("550 5.7.1 Unfortunately, messages from [192.0.2.1] weren't sent. Please contact your Internet service provider since part of their network is on our block list (S3150).", true, C::ReputationBlock, true),
+    ("451 4.7.500 Server busy. Please try again later from [192.0.2.1]. (S77714)", false, C::RateLimited, false),
+    ("421 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation.", false, C::RateLimited, false),
+    ("550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.", true, C::ReputationBlock, true),
+    ("550 5.7.606 Access denied, banned sending IP [192.0.2.1].", true, C::ReputationBlock, true),
+    ("550 5.7.509 Access denied, sending domain customer.nl does not pass DMARC verification and has a DMARC policy of reject.", true, C::PolicyDmarc, true),
+    ("550 5.7.350 Remote server returned message detected as spam", true, C::ContentSpam, true),
+    ("550 5.7.64 TenantAttribution; Relay Access Denied", true, C::RelayDenied, true),
+    ("421 RP-001 (BAY004-MC1F24) Unfortunately, some messages from 192.0.2.1 weren't sent. Please try again. We have limits for how many messages can be sent per hour and per day.", false, C::RateLimited, false),
+    ("550 SC-001 (BAY004-MC1F14) Unfortunately, messages from 192.0.2.1 weren't sent. Please contact your Internet service provider since part of their network is on our block list.", true, C::ReputationBlock, true),
+    ("550 OU-001 (SNT004-MC1F9) Unfortunately, messages from 192.0.2.1 weren't sent. You can tell them that Hotmail does not relay dynamically-assigned IP ranges.", true, C::ReputationBlock, true),
+    ("550 DY-001 (SNT004-MC1F30) Unfortunately, messages from 192.0.2.1 weren't sent. We do not accept email from dynamic IP's.", true, C::ReputationBlock, true),
+    ("451 4.4.0 DNS query failed. The error was: SMTPSEND.DNS.NonExistentDomain; nonexistent domain", false, C::DnsFailure, false),
+    ("550 5.4.310 DNS domain customer.nl does not exist", true, C::DnsFailure, true),
+    ("550 5.4.316 Message expired, connection refused(Socket error code 10061)", true, C::OtherTemporary, false),
+    ("554 5.6.211 Invalid MIME Content: Single text value size (32768) exceeded allowed maximum (32768) for the 'CONTENT-TYPE' header", true, C::OtherPermanent, true),
+    ("554 5.4.14 Hop count exceeded - possible mail loop", true, C::OtherPermanent, true),
+    ("452 4.3.1 Insufficient system resources", false, C::OtherTemporary, false),
+    ("550 5.1.1 RESOLVER.ADR.ExRecipNotFound; not found", true, C::InvalidRecipient, true),
+    ("550 5.2.1 Mailbox cannot be accessed", true, C::MailboxDisabled, true),
+    ("550 5.7.1 Client does not have permissions to send as this sender", true, C::ReputationBlock, true),
+    ("530 5.7.57 Client not authenticated to send mail.", true, C::ReputationBlock, true),
+    ("550 5.7.23 The message was rejected because of Sender Policy Framework violation", true, C::PolicySpf, true),
+    ("451 4.7.0 Temporary server error. Please try again later. PRX4", false, C::OtherTemporary, false),
+    // Yahoo and AOL
+    ("554 delivery error: dd This user doesn't have a yahoo.com account (payer@yahoo.com) [0] - mta1234.mail.bf1.yahoo.com", true, C::InvalidRecipient, true),
+    ("554 delivery error: dd Sorry your message to payer@yahoo.com cannot be delivered. This mailbox is disabled (554.30). - mta4.mail.bf1.yahoo.com", true, C::MailboxDisabled, true),
+    ("552 1 Requested mail action aborted, mailbox not found", true, C::InvalidRecipient, true),
+    ("421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes", false, C::RateLimited, false),
+    ("553 5.7.2 [TSS09] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed. See https://postmaster.yahooinc.com/error-codes", true, C::ReputationBlock, true),
+    ("421 4.7.1 [TS03] All messages from 192.0.2.1 will be permanently deferred; Retrying will NOT succeed.", false, C::ReputationBlock, false),
+    ("554 5.7.9 Message not accepted for policy reasons. See https://postmaster.yahooinc.com/error-codes", true, C::ReputationBlock, true),
+    ("550 5.7.9 This mail has been blocked because the sender is unauthenticated. Yahoo requires all senders to authenticate with either SPF or DKIM.", true, C::PolicyDmarc, true),
+    ("554 5.7.9 Message not accepted for policy reasons: DMARC reject", true, C::PolicyDmarc, true),
+    ("452 4.2.2 Over quota", false, C::MailboxFull, false),
+    ("451 Message temporarily deferred - [160]", false, C::OtherTemporary, false),
+    ("550 5.7.1 [BL21] Connections will not be accepted from 192.0.2.1, because the ip is in Spamhaus's list", true, C::ReputationBlock, true),
+    // iCloud
+    ("550 5.1.1 <payer@icloud.com>: user does not exist", true, C::InvalidRecipient, true),
+    ("552 5.2.2 <payer@icloud.com>: user is over quota", true, C::MailboxFull, false),
+    ("554 5.7.1 [CS01] Message rejected due to local policy. Please visit https://support.apple.com/en-us/HT204137", true, C::ReputationBlock, true),
+    ("550 5.7.0 Blocked - see https://support.proofpoint.com/dnsbl-lookup.cgi?ip=192.0.2.1", true, C::ReputationBlock, true),
+    ("550 5.7.1 Mail from IP 192.0.2.1 was rejected due to listing in Spamhaus SBL", true, C::ReputationBlock, true),
+    ("550 5.2.1 <payer@icloud.com>: inactive email address", true, C::MailboxDisabled, true),
+    ("421 4.7.0 [HM08] Message deferred - Too many connections", false, C::RateLimited, false),
+    ("550 5.7.1 [HM08] Message rejected due to DMARC policy of the sending domain", true, C::PolicyDmarc, true),
+    ("554 5.7.1 [CS01] Message rejected due to content", true, C::ContentSpam, true),
+    // GMX and Web.de (1&1)
+    ("550 Requested action not applicable for this recipient", true, C::OtherPermanent, true),
+    ("550 5.1.1 Requested action not taken: mailbox unavailable", true, C::InvalidRecipient, true),
+    ("554-gmx.net (mxgmx101) Nemesis ESMTP Service not available 554-No SMTP service 554-Bad DNS PTR resource record. 554 For explanation visit https://postmaster.gmx.net/en/case?c=r0601", true, C::ReputationBlock, true),
+    ("554-Reject due to policy restrictions. 554 For explanation visit https://postmaster.web.de/en/case?c=hi", true, C::ReputationBlock, true),
+    ("421-Service not available 421-Reject due to policy restrictions. For explanation visit https://postmaster.gmx.net/en/case?c=r0302", false, C::ReputationBlock, false),
+    ("452 4.2.2 Mailbox full", false, C::MailboxFull, false),
+    ("550 5.1.1 User unknown", true, C::InvalidRecipient, true),
+    ("554 Transaction failed Reject due to content restrictions", true, C::ContentSpam, true),
+    ("552 Requested mail action aborted: exceeded storage allocation", true, C::MailboxFull, false),
+    ("550 Mailbox is frozen.", true, C::MailboxDisabled, true),
+    ("421 Too many concurrent connections from your IP", false, C::RateLimited, false),
+    ("550 Mailbox unavailable or access denied", true, C::InvalidRecipient, true),
+    // Ziggo and KPN (Postfix front ends)
+    ("550 5.1.1 <payer@ziggo.nl>: Recipient address rejected: User unknown in virtual mailbox table", true, C::InvalidRecipient, true),
+    ("550 5.7.1 Service unavailable; client [192.0.2.1] blocked using bl.spamcop.net", true, C::ReputationBlock, true),
+    ("554 5.7.1 <payer@kpnmail.nl>: Relay access denied", true, C::RelayDenied, true),
+    ("452 4.2.2 <payer@ziggo.nl>: Mailbox is full", false, C::MailboxFull, false),
+    ("550 5.7.1 Message rejected as spam by Content Filtering.", true, C::ContentSpam, true),
+    ("421 4.7.0 mail.kpnmail.nl Error: too many connections from 192.0.2.1", false, C::RateLimited, false),
+    ("450 4.7.1 Client host rejected: cannot find your reverse hostname, [192.0.2.1]", false, C::ReputationBlock, false),
+    ("450 4.1.1 <payer@ziggo.nl>: Recipient address rejected: unverified address: host mx.ziggo.nl said: 550 5.1.1 User unknown", false, C::InvalidRecipient, false),
+    ("553 5.1.8 <bounces+x@bounces.relay.example>: Sender address rejected: Domain not found", true, C::OtherPermanent, true),
+    ("450 4.1.8 <bounces+x@bounces.relay.example>: Sender address rejected: Domain not found", false, C::OtherPermanent, false),
+    ("450 4.7.1 <payer@kpnmail.nl>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/help/kpnmail.nl.html", false, C::OtherTemporary, false),
+    ("554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", true, C::ReputationBlock, true),
+    ("552 5.3.4 Message size exceeds fixed limit", true, C::MessageTooLarge, true),
+    // Proton
+    ("550 5.1.1 Address does not exist", true, C::InvalidRecipient, true),
+    ("552 5.2.2 Recipient's mailbox is full", true, C::MailboxFull, false),
+    ("550 5.7.1 Message rejected due to DMARC policy", true, C::PolicyDmarc, true),
+    ("550 5.2.1 The email account that you tried to reach is disabled", true, C::MailboxDisabled, true),
+    ("554 5.7.1 Message rejected: SPF fail", true, C::PolicySpf, true),
+    // RFC 3463 and classic MTA texts
+    ("550 5.1.1 Bad destination mailbox address", true, C::InvalidRecipient, true),
+    ("553 5.1.3 Bad destination mailbox address syntax", true, C::InvalidRecipient, true),
+    ("550 5.1.2 Bad destination system address", true, C::InvalidRecipient, true),
+    ("550 5.1.6 Destination mailbox has moved, no forwarding address", true, C::MailboxDisabled, true),
+    ("550 5.2.1 Mailbox disabled, not accepting messages", true, C::MailboxDisabled, true),
+    ("452 4.3.1 Mail system full", false, C::OtherTemporary, false),
+    ("552 5.2.3 Message length exceeds administrative limit", true, C::MessageTooLarge, true),
+    ("550 5.7.1 Delivery not authorized, message refused", true, C::ReputationBlock, true),
+    ("530 5.7.0 Must issue a STARTTLS command first", true, C::TlsRequired, true),
+    ("451 4.7.1 Greylisted, please try again in 300 seconds", false, C::OtherTemporary, false),
+    ("550 5.7.10 Encryption needed", true, C::TlsRequired, true),
+    ("550 5.0.0 Requested action not taken", true, C::OtherPermanent, true),
+    ("451 4.0.0 Local problem", false, C::OtherTemporary, false),
+    ("554 Transaction failed", true, C::OtherPermanent, true),
+    ("421 Service not available, closing transmission channel", false, C::OtherTemporary, false),
+    ("550 User unknown", true, C::InvalidRecipient, true),
+    ("550 No such user here", true, C::InvalidRecipient, true),
+    ("554 5.7.1 Your message was rejected because it contains a virus", true, C::ContentSpam, true),
+    ("550 5.7.1 Account suspended", true, C::MailboxDisabled, true),
+    ("550 5.1.0 Address rejected", true, C::InvalidRecipient, true),
+    ("554 5.4.4 Unable to route: no mail hosts for domain", true, C::DnsFailure, true),
+    // The test sink and herald's own local reasons
+    ("550 5.1.1 no such user", true, C::InvalidRecipient, true),
+    ("554 5.6.0 content rejected", true, C::ContentSpam, true),
+    ("452 4.3.1 insufficient storage", false, C::OtherTemporary, false),
+    ("451 4.3.0 try again later", false, C::OtherTemporary, false),
+    ("queue lifetime exceeded", true, C::OtherTemporary, false),
+    ("dest.test has a null MX: it accepts no mail (RFC 7505)", true, C::DnsFailure, true),
+    ("mx.dest.test [127.0.0.1]:25: TLS is required on this route but the server does not offer STARTTLS", false, C::TlsRequired, false),
+    ("mx.dest.test [127.0.0.1]:25: cannot connect: Connection refused (os error 111)", false, C::OtherTemporary, false),
+    ("dropped by the operator", true, C::OtherPermanent, true),
+    ("nowhere.test: no such domain (NXDOMAIN)", true, C::DnsFailure, true),
+];
+
+#[test]
+fn the_corpus_is_classified() {
+    assert!(CORPUS.len() >= 100, "at least 100 real-world replies: {}", CORPUS.len());
+    let mut wrong = Vec::new();
+    for &(reply, permanent, class, hard) in CORPUS {
+        let got = classify(reply, permanent);
+        if (got.class, got.hard) != (class, hard) {
+            wrong.push(format!("{reply}\n    want {class:?} hard={hard}, got {:?} hard={}", got.class, got.hard));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of {} misclassified:\n{}", wrong.len(), CORPUS.len(), wrong.join("\n"));
+}
