@@ -33,5 +33,6 @@ pub mod server;
 pub mod smtpd;
 pub mod store;
 pub mod submission;
+pub mod suppression;
 pub mod tls;
 pub mod webhooks;

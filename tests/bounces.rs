@@ -261,3 +261,21 @@ async fn smuggled_commands_in_a_bounce_are_refused() {
     assert_eq!(c.command("QUIT").await.unwrap().code, 221, "no reply to a smuggled command came first");
     assert_eq!(w.store().find(&id).unwrap().unwrap().recipients[0].status, RcptStatus::Delivered);
 }
+
+/// A DSN that comes back later with 5.1.1 suppresses the recipient: the
+/// next submission to it is refused at RCPT, naming the suppression.
+#[tokio::test]
+async fn an_asynchronous_5_1_1_bounce_suppresses_the_recipient() {
+    let w = World::start(|_| {}).await;
+    let (id, envelope) = w.delivered().await;
+    let r = w.send_bounce(&envelope, &failed_report(&envelope)).await;
+    assert_eq!(r.code, 250, "{r:?}");
+    let record = w.record_where(&id, |r| r.recipients[0].status == RcptStatus::Failed).await;
+    let bounce = record.recipients[0].attempts.last().unwrap().bounce.expect("classified");
+    assert_eq!((bounce.class, bounce.hard), (herald::bounce::BounceClass::InvalidRecipient, true));
+    let mut c = w.relay.authed().await;
+    assert_eq!(c.command(&format!("MAIL FROM:<{SENDER}>")).await.unwrap().code, 250);
+    let refused = c.command(&format!("RCPT TO:<{PAYER}>")).await.unwrap();
+    assert_eq!(refused.code, 550, "{refused:?}");
+    assert!(refused.text().starts_with("5.1.1") && refused.text().contains("suppressed since") && refused.text().contains(PAYER), "{refused:?}");
+}

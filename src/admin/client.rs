@@ -114,6 +114,24 @@ impl AdminClient {
         self.call("GET", &format!("/api/events?{query}"))
     }
 
+    pub fn suppressions(&self, query: &str) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        self.call("GET", &format!("/api/suppressions?{query}"))
+    }
+
+    pub fn suppression(&self, address: &str) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        self.call("GET", &format!("/api/suppressions/{}", segment(address)))
+    }
+
+    pub fn remove_suppression(&self, address: &str, scope: Option<&str>) -> Result<Answer<crate::admin::suppressions::SuppressionListV1>, ClientError> {
+        let q = scope.map(|s| format!("?scope={}", segment(s))).unwrap_or_default();
+        self.call("DELETE", &format!("/api/suppressions/{}{q}", segment(address)))
+    }
+
+    pub fn add_suppression(&self, request: &crate::admin::suppressions::AddSuppressionV1) -> Result<Answer<crate::store::suppressions::SuppressionV1>, ClientError> {
+        let body = serde_json::to_value(request).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Self::decode(self.send("POST", "/api/suppressions", Some(body))?)
+    }
+
     pub fn webhooks(&self) -> Result<Answer<Vec<crate::webhooks::WebhookStatusV1>>, ClientError> {
         self.call("GET", "/api/webhooks")
     }

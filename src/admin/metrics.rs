@@ -129,6 +129,11 @@ pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl Int
 async fn events_and_webhooks(s: &Arc<AdminState>, out: &mut String) {
     let events: Vec<(String, i64)> = s.store.events().counts().into_iter().map(|(k, n)| (format!("type=\"{}\"", k.as_str()), n as i64)).collect();
     counter(out, "herald_events_total", "Events appended since the relay started, by type.", &events);
+    let bounces: Vec<(String, i64)> = s.queue.bounces.snapshot().into_iter().map(|(c, hard, n)| (format!("class=\"{}\",hard=\"{hard}\"", c.as_str()), n as i64)).collect();
+    counter(out, "herald_bounces_total", "Delivery failures (deferrals, failures, bounces) since start, by class.", &bounces);
+    let list = s.suppressions.clone();
+    let suppressed = tokio::task::spawn_blocking(move || list.count()).await.unwrap_or(0);
+    gauge(out, "herald_suppressions", "Addresses on the suppression list (every scope).", &[(String::new(), suppressed as i64)]);
     let hooks = s.webhooks.clone();
     let statuses = tokio::task::spawn_blocking(move || hooks.statuses()).await.unwrap_or_default();
     let mut deliveries = Vec::new();

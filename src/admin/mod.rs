@@ -22,6 +22,10 @@
 //! | `GET /api/inspect/{id}`        | bearer | [`InspectV1`] of a stored message as it will be sent |
 //! | `GET /api/identity/{domain}`   | bearer | [`IdentityV1`]: who herald would send as now |
 //! | `GET /api/events?after=&limit=&type=&domain=&message=&recipient=` | bearer | [`EventPageV1`](crate::events::EventPageV1): durable events after the cursor, oldest first |
+//! | `GET /api/suppressions?scope=&limit=` | bearer | [`SuppressionListV1`](suppressions::SuppressionListV1) |
+//! | `GET /api/suppressions/{address}` | bearer | the address in every scope, or 404 |
+//! | `POST /api/suppressions`       | bearer | [`AddSuppressionV1`](suppressions::AddSuppressionV1) → 201, suppressed by hand |
+//! | `DELETE /api/suppressions/{address}?scope=` | bearer | the removed entries; mail to it is accepted again |
 //! | `GET /api/webhooks`            | bearer | each endpoint's [`WebhookStatusV1`](crate::webhooks::WebhookStatusV1) |
 //! | `POST /api/webhooks/{name}/test` | bearer | [`WebhookTestV1`](crate::webhooks::WebhookTestV1): a test event sent now |
 //! | `GET /metrics`                 | bearer | Prometheus text format |
@@ -40,6 +44,7 @@
 pub mod client;
 mod domains;
 pub mod events;
+pub mod suppressions;
 mod inspect;
 mod metrics;
 mod queue;
@@ -76,6 +81,7 @@ pub struct AdminState {
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
     pub webhooks: crate::webhooks::Webhooks,
+    pub suppressions: crate::suppression::SuppressionList,
     /// What the SMTP listeners refused, by reason.
     pub refusals: Arc<crate::smtpd::Counters>,
 }
@@ -124,6 +130,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))
         .route("/api/identity/{domain}", get(inspect::show_identity))
+        .route("/api/suppressions", get(suppressions::list).post(suppressions::add))
+        .route("/api/suppressions/{address}", get(suppressions::show).delete(suppressions::remove))
         .route("/api/events", get(events::list))
         .route("/api/webhooks", get(events::webhooks))
         .route("/api/webhooks/{name}/test", post(events::test))

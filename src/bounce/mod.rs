@@ -121,6 +121,27 @@ impl From<Bounce> for BounceV1 {
     }
 }
 
+/// Failures counted by class and hardness since start (`/metrics`).
+#[derive(Default)]
+pub struct Counters([std::sync::atomic::AtomicU64; BounceClass::ALL.len() * 2]);
+
+impl Counters {
+    pub fn count(&self, b: Bounce) {
+        if let Some(i) = BounceClass::ALL.iter().position(|c| *c == b.class) {
+            self.0[i * 2 + usize::from(b.hard)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// `(class, hard, count)` for every pair.
+    pub fn snapshot(&self) -> Vec<(BounceClass, bool, u64)> {
+        BounceClass::ALL
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| [false, true].map(|hard| (*c, hard, self.0[i * 2 + usize::from(hard)].load(std::sync::atomic::Ordering::Relaxed))))
+            .collect()
+    }
+}
+
 impl Bounce {
     pub fn new(class: BounceClass, permanent: bool) -> Bounce {
         Bounce { class, hard: permanent && !class.always_soft() }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 mod api;
 mod domain;
 mod events;
+mod suppressions;
 mod inspect;
 mod queue;
 
@@ -44,6 +45,8 @@ enum Command {
     Dns(domain::DnsArgs),
     /// The event log: what happened to every message and domain (`--follow` to keep watching).
     Events(events::EventsArgs),
+    /// The suppression list: hard-bounced addresses refused at submission.
+    Suppressions(suppressions::SuppressionsArgs),
     /// Webhook endpoints: pending events, last success and error; `test NAME` sends a test event.
     Webhooks(events::WebhooksArgs),
     /// Explain a message's DKIM, SPF and DMARC as a receiver computes them.
@@ -120,6 +123,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Inspect(args) => inspect::run(args)?,
         Command::Events(args) => events::run(args)?,
         Command::Webhooks(args) => events::run_webhooks(args)?,
+        Command::Suppressions(args) => suppressions::run(args)?,
         Command::Bench { action } => {
             init_logging("warn");
             runtime()?.block_on(crate::bench::run(action))?

@@ -9,6 +9,7 @@ mod bounces;
 mod dns_server;
 mod domains;
 mod events;
+mod suppression;
 mod lenient;
 mod outbound;
 mod validate;
@@ -16,6 +17,7 @@ mod validate;
 pub use bounces::BouncesConfig;
 pub use dns_server::DnsServerConfig;
 pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
+pub use suppression::{AtRcpt, SuppressionConfig, SuppressionScope};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};
 
@@ -57,6 +59,7 @@ pub struct Config {
     pub bounces: BouncesConfig,
     pub dns_server: DnsServerConfig,
     pub events: EventsConfig,
+    pub suppression: SuppressionConfig,
     #[serde(rename = "webhook")]
     pub webhooks: Vec<WebhookConfig>,
     #[serde(flatten, skip_serializing)]

@@ -71,7 +71,7 @@ impl Collector {
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
     c.0.extend(config.read_errors.iter().cloned());
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook", "dns_server"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook", "suppression", "dns_server"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -103,6 +103,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
         c.unknown(&format!("webhook[{i}]"), &w.unknown, super::events::WEBHOOK_KEYS);
     }
     c.0.extend(super::events::problems(&config.events, &config.webhooks, &config.base_dir));
+    c.unknown("suppression", &config.suppression.unknown, super::suppression::KEYS);
+    c.0.extend(super::suppression::problems(&config.suppression));
     clashes(config, &mut c);
     if let Err(e) = crate::dns::Dns::from_config(&config.dns) {
         c.push("dns.nameservers", e, "list reachable nameservers, e.g. [\"192.0.2.53\"]");

@@ -37,13 +37,18 @@ pub enum EventKind {
     DomainFailing,
     #[serde(rename = "domain.unverified")]
     DomainUnverified,
+    /// A recipient was put on the suppression list (or taken off).
+    #[serde(rename = "suppression.added")]
+    SuppressionAdded,
+    #[serde(rename = "suppression.removed")]
+    SuppressionRemoved,
     /// A test event (`POST /api/webhooks/{name}/test`); never stored.
     #[serde(rename = "webhook.test")]
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Accepted,
         EventKind::Delivered,
         EventKind::Deferred,
@@ -54,6 +59,8 @@ impl EventKind {
         EventKind::DomainVerified,
         EventKind::DomainFailing,
         EventKind::DomainUnverified,
+        EventKind::SuppressionAdded,
+        EventKind::SuppressionRemoved,
         EventKind::Test,
     ];
 
@@ -69,6 +76,8 @@ impl EventKind {
             EventKind::DomainVerified => "domain.verified",
             EventKind::DomainFailing => "domain.failing",
             EventKind::DomainUnverified => "domain.unverified",
+            EventKind::SuppressionAdded => "suppression.added",
+            EventKind::SuppressionRemoved => "suppression.removed",
             EventKind::Test => "webhook.test",
         }
     }

@@ -94,7 +94,8 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         return Ok(Done::Failed(0));
     }
     if retired {
-        let events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
+        let mut events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
+        events.extend(suppress(ctx, &record, &newly));
         if !ctx.store.update_retired(&record, events)? {
             tracing::info!(msg_id = %id, "bounce for a message forgotten meanwhile; ignored");
             return Ok(Done::Failed(0));
@@ -105,13 +106,25 @@ fn update(ctx: &Context, id: MessageId, failures: &[&RcptReport]) -> Result<Done
         ctx.queue.notify_sender(&view, kept_headers(&record).as_bytes());
         return Ok(Done::Failed(newly.len()));
     }
-    let events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
+    let mut events = bounced_events(&record, &newly, ctx.queue.clock.now_ms());
+    events.extend(suppress(ctx, &record, &newly));
     if record.is_finished() {
         ctx.queue.finish(record, events)?;
     } else {
         ctx.store.update_with(&record, Some(due), events)?;
     }
     Ok(Done::Failed(newly.len()))
+}
+
+/// Files each newly bounced recipient with the suppression list; the
+/// events of the suppressions it made.
+fn suppress(ctx: &Context, record: &MessageRecord, newly: &[usize]) -> Vec<crate::events::Event> {
+    let now = ctx.queue.clock.now_ms();
+    newly
+        .iter()
+        .filter_map(|&i| record.recipients[i].attempts.last().and_then(|a| a.bounce.map(|b| (i, b, a.reply.clone()))))
+        .flat_map(|(i, b, reply)| ctx.queue.note_failure(record, i, b, &reply, "bounce", now))
+        .collect()
 }
 
 /// A `message.bounced` event for each newly failed recipient.

@@ -96,6 +96,10 @@ impl InFlight {
         for r in results {
             if !record.is_dsn && r.rcpt < record.recipients.len() {
                 events.push(outcome_event(&record, &r, expired, now));
+                if r.outcome != Outcome::Delivered {
+                    let bounce = crate::bounce::classify(&r.reply, r.outcome == Outcome::Permanent);
+                    events.extend(core.note_failure(&record, r.rcpt, bounce, &r.reply, "delivery", now));
+                }
             }
             let Some(rcpt) = record.recipients.get_mut(r.rcpt) else { continue };
             rcpt.status = match (r.outcome, expired) {

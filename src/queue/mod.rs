@@ -42,6 +42,10 @@ pub struct QueueCore {
     pub max_in_flight: usize,
     /// Poked to rescan now (retry from the API, a DSN spooled).
     pub wake: tokio::sync::Notify,
+    /// Where hard bounces are filed.
+    pub suppressions: Option<crate::suppression::SuppressionList>,
+    /// Failures by class, for `/metrics`.
+    pub bounces: crate::bounce::Counters,
 }
 
 impl QueueCore {
@@ -60,7 +64,22 @@ impl QueueCore {
             holds: HoldSet::default(),
             max_in_flight: config.queue.workers * 4,
             wake: tokio::sync::Notify::new(),
+            suppressions: None,
+            bounces: Default::default(),
         }
+    }
+
+    /// Files hard bounces in `list` from now on.
+    pub fn with_suppressions(mut self, list: crate::suppression::SuppressionList) -> Self {
+        self.suppressions = Some(list);
+        self
+    }
+
+    /// Files one failure: counted by class, and given to the suppression
+    /// list; the events of a suppression it made.
+    pub fn note_failure(&self, record: &crate::store::MessageRecord, i: usize, bounce: crate::bounce::Bounce, reply: &str, source: &str, now_ms: i64) -> Vec<crate::events::Event> {
+        self.bounces.count(bounce);
+        self.suppressions.as_ref().map(|s| s.note(record, i, bounce, reply, source, now_ms)).unwrap_or_default()
     }
 
     /// How many messages are claimed right now.

@@ -19,6 +19,7 @@
 pub mod commit;
 pub mod disk;
 pub mod events;
+pub mod suppressions;
 pub mod records;
 
 pub use records::{Attempt, MessageRecord, Outcome, Prepared, RcptStatus, Recipient};

@@ -30,6 +30,31 @@ pub fn data(state: &mut State, ctx: &SharedContext) -> Step {
     }
 }
 
+/// Recipients suppressed under the message's scope (a per-domain list,
+/// or `at_rcpt = "accept_and_fail"`) fail at once and are never sent;
+/// their `message.failed` events. No DSN: the app learns it from the event.
+fn fail_suppressed(record: &mut MessageRecord, list: &crate::suppression::SuppressionList, now: i64) -> Vec<crate::events::Event> {
+    let scope = list.scope_of(record);
+    let mut events = Vec::new();
+    for i in 0..record.recipients.len() {
+        let Some(s) = list.active(&scope, &record.recipients[i].address, now) else { continue };
+        let reply = format!("550 5.1.1 {}", crate::suppression::refusal_text(&s));
+        let mut attempt = crate::store::Attempt::new(now, String::new(), crate::store::Outcome::Permanent, reply.clone());
+        attempt.bounce = Some(crate::bounce::Bounce::new(crate::bounce::BounceClass::Suppressed, true));
+        let rcpt = &mut record.recipients[i];
+        rcpt.status = crate::store::RcptStatus::Failed;
+        rcpt.reported = true;
+        rcpt.attempts.push(attempt.clone());
+        tracing::info!(msg_id = %record.id, rcpt = %rcpt.address, scope = %scope, "recipient failed at acceptance: suppressed");
+        let mut e = record.rcpt_event(i, crate::events::EventKind::Failed, now);
+        e.reply = Some(reply);
+        e.bounce = attempt.bounce.map(Into::into);
+        e.reasons = vec!["suppressed: on the suppression list after an earlier hard bounce".into()];
+        events.push(e);
+    }
+    events
+}
+
 pub fn too_big(limit: usize) -> Reply {
     Reply::new(552, [5, 3, 4], format!("Message size exceeds the limit of {limit} bytes"))
 }
@@ -78,7 +103,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     let client_ip = state.peer.ip().to_canonical().to_string();
     let single_rcpt = (tx.rcpts.len() == 1).then(|| tx.rcpts[0].as_str());
     let received = received_header(&helo, &client_ip, &ctx.hostname, state.tls, state.auth_user.is_some(), id.as_str(), single_rcpt, now / 1000);
-    let record = MessageRecord {
+    let mut record = MessageRecord {
         v: RECORD_VERSION,
         id,
         received_ms: now,
@@ -104,7 +129,11 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     };
     let mut accepted = record.event(crate::events::EventKind::Accepted, now);
     accepted.recipients = record.recipients.iter().map(|r| r.address.clone()).collect();
-    match ctx.store.spool(&record, body, vec![accepted]).await {
+    let mut events = vec![accepted];
+    if let Some(list) = &ctx.suppressions {
+        events.extend(fail_suppressed(&mut record, list, now));
+    }
+    match ctx.store.spool(&record, body, events).await {
         Ok(()) => {
             tracing::info!(
                 msg_id = %id,

@@ -45,6 +45,8 @@ pub struct Context {
     pub shutdown: watch::Receiver<bool>,
     /// `events.reference_header`: recorded, then taken out of the message.
     pub reference_header: String,
+    /// Hard-bounced recipients, refused at RCPT or failed at acceptance.
+    pub suppressions: Option<crate::suppression::SuppressionList>,
     /// The kit's limits for these sessions.
     pub rules: crate::smtpd::Rules,
     /// AUTH failures per client address, across connections.
@@ -74,7 +76,14 @@ impl Context {
             domains,
             shutdown,
             reference_header: config.events.reference_header.clone(),
+            suppressions: None,
         }
+    }
+
+    /// Checks recipients against `list` from now on.
+    pub fn with_suppressions(mut self, list: crate::suppression::SuppressionList) -> Self {
+        self.suppressions = Some(list);
+        self
     }
 }
 

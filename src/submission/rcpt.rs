@@ -24,6 +24,10 @@ pub fn rcpt(state: &mut State, ctx: &SharedContext, to: RcptTo<Cow<'_, str>>) ->
         // RFC 5321 §4.5.3.1.10: 452 makes the client send the rest later.
         return Step::Reply(Reply::new(452, [4, 5, 3], format!("Too many recipients; at most {} per message", ctx.limits.max_recipients)));
     }
+    if let Some(s) = ctx.suppressions.as_ref().and_then(|l| l.refuses_at_rcpt(address, ctx.clock.now_ms())) {
+        tracing::info!(peer = %state.peer, rcpt = %address, class = s.class.as_str(), "recipient refused: suppressed");
+        return Step::Reply(Reply::new(550, [5, 1, 1], format!("{}; remove it from the suppression list to send again", crate::suppression::refusal_text(&s))));
+    }
     if !tx.rcpts.iter().any(|r| r.eq_ignore_ascii_case(address)) {
         tx.rcpts.push(address.to_string());
     }
