@@ -24,7 +24,7 @@ pub async fn run(every: std::time::Duration, mut shutdown: tokio::sync::watch::R
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => trim(),
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
         }
     }
 }

@@ -106,7 +106,7 @@ pub async fn bind(config: &AdminConfig) -> Result<Option<TcpListener>, String> {
 /// running are allowed to finish.
 pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) {
     let app = router(state);
-    let stopping = async move { crate::submission::stopping(&mut shutdown).await };
+    let stopping = async move { crate::smtpd::stopping(&mut shutdown).await };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopping).await {
         tracing::error!(error = %e, "admin API stopped");
     }

@@ -11,15 +11,15 @@
 use super::types::{MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
 use super::{AdminState, ApiError};
 use crate::id::MessageId;
-use crate::store::{Attempt, MessageRecord, Outcome, RcptStatus, StoreError};
+use crate::store::StoreError;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-/// The reply recorded for recipients an operator dropped.
-pub const DROPPED_REPLY: &str = "dropped by the operator";
+
+use crate::queue::EditError;
 
 /// Default and largest `limit` of a queue listing.
 const DEFAULT_LIMIT: usize = 100;
@@ -67,48 +67,27 @@ pub(super) async fn list(State(s): Shared, RawQuery(query): RawQuery) -> Result<
 /// `POST /api/queue/{id}/retry`: makes a waiting message due now.
 pub(super) async fn retry(State(s): Shared, Path(id): Path<String>) -> Result<Json<MessageV1>, ApiError> {
     let id = parse_id(&id)?;
-    let hold = s.queue.hold(&id).ok_or_else(|| busy(&id, "retry"))?;
-    let mut record = queued(&s, &id, "retry")?;
-    let now = s.queue.clock.now_ms();
-    let old_due = record.due_ms;
-    if old_due > now {
-        record.due_ms = now;
-        s.store.update(&record, Some(old_due))?;
-    }
-    drop(hold);
-    s.store.durable().await?;
-    tracing::info!(msg_id = %id, was_due_ms = old_due, "retry requested over the admin API; due now");
-    s.queue.wake.notify_one();
+    let record = s.queue.retry_now(&id).await.map_err(|e| edit_error(e, "retry"))?;
     Ok(Json(MessageV1::from_record(&record, false)))
 }
 
 /// `DELETE /api/queue/{id}`: fails every pending recipient with
-/// [`DROPPED_REPLY`] and retires the message. No DSN is sent: the operator
+/// [`crate::queue::DROPPED_REPLY`] and retires the message. No DSN is sent: the operator
 /// decided, and the sender can read the outcome over the API.
 pub(super) async fn drop_message(State(s): Shared, Path(id): Path<String>) -> Result<Json<MessageV1>, ApiError> {
     let id = parse_id(&id)?;
-    let hold = s.queue.hold(&id).ok_or_else(|| busy(&id, "drop"))?;
-    let mut record = queued(&s, &id, "drop")?;
-    let now = s.queue.clock.now_ms();
-    let events: Vec<crate::events::Event> = (0..record.recipients.len())
-        .filter(|&i| record.recipients[i].status.is_pending())
-        .map(|i| {
-            let mut e = record.rcpt_event(i, crate::events::EventKind::Dropped, now);
-            e.reasons = vec![DROPPED_REPLY.into()];
-            e
-        })
-        .collect();
-    for r in record.recipients.iter_mut().filter(|r| r.status.is_pending()) {
-        r.status = RcptStatus::Failed;
-        r.attempts.push(Attempt::new(now, String::new(), Outcome::Permanent, DROPPED_REPLY.into()));
-        tracing::warn!(msg_id = %id, rcpt = %r.address, "failed: dropped by the operator over the admin API");
-    }
-    record.finished_ms = Some(now);
-    s.store.retire_with(&record, events)?;
-    drop(hold);
-    s.store.durable().await?;
-    tracing::info!(msg_id = %id, "finished (dropped)");
+    let record = s.queue.drop_message(&id).await.map_err(|e| edit_error(e, "drop"))?;
     Ok(Json(MessageV1::from_record(&record, false)))
+}
+
+/// The HTTP answer for an edit the queue did not make.
+fn edit_error(e: EditError, action: &str) -> ApiError {
+    match e {
+        EditError::Busy(id) => ApiError::new(StatusCode::CONFLICT, format!("message {id} is being delivered right now; {action} it once this attempt has ended")),
+        EditError::Finished(id) => ApiError::new(StatusCode::CONFLICT, format!("message {id} has already finished; there is nothing to {action}")),
+        EditError::Unknown(id) => unknown(&id),
+        EditError::Store(e) => e.into(),
+    }
 }
 
 /// Counts over the queued messages (shared with `/metrics`).
@@ -150,24 +129,6 @@ pub(super) async fn scan<T: Send + 'static>(
 }
 
 /// A queued message (the caller holds it); 404 or 409 otherwise.
-fn queued(s: &AdminState, id: &MessageId, action: &str) -> Result<MessageRecord, ApiError> {
-    match s.store.message(id)? {
-        Some(record) => Ok(record),
-        None if s.store.find(id)?.is_some() => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("message {id} has already finished; there is nothing to {action}"),
-        )),
-        None => Err(unknown(id)),
-    }
-}
-
-fn busy(id: &MessageId, action: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!("message {id} is being delivered right now; {action} it once this attempt has ended"),
-    )
-}
-
 pub(super) fn unknown(id: &MessageId) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,

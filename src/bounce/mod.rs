@@ -2,7 +2,7 @@
 //! its customer ("this address does not exist", "the mailbox is full"),
 //! and whether it is hard (retrying the address is pointless) or soft.
 //! [`classify`] is a pure function of the reply; the suppression list
-//! (`crate::store::suppressions`) acts on the hard ones.
+//! (the `suppression` module) acts on the hard ones.
 
 mod classify;
 #[cfg(test)]

@@ -86,7 +86,8 @@ pub fn line(e: &Event) -> String {
         (None, None) => String::new(),
     };
     let reference = e.reference.as_deref().map(|r| format!(" ref={r}")).unwrap_or_default();
-    format!("{} {:<18} {} {} {}{} [{}]", time(e.time_ms), kind, e.message.as_deref().unwrap_or("-"), subject, what, reference, e.id)
+    let class = e.bounce.as_ref().map(|b| format!(" ({}, {})", b.class.as_str(), if b.hard { "hard" } else { "soft" })).unwrap_or_default();
+    format!("{} {:<19} {} {} {}{class}{reference} [{}]", time(e.time_ms), kind, e.message.as_deref().unwrap_or("-"), subject, what, e.id)
 }
 
 #[derive(Args)]

@@ -117,6 +117,14 @@ impl WebhookUrl {
     }
 }
 
+/// The key bytes of a Standard Webhooks `whsec_<base64>` secret; `None`
+/// if it is not one (or shorter than 24 bytes: the spec asks 24 to 64).
+pub fn webhook_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.decode(secret.trim().strip_prefix("whsec_")?).ok()?;
+    (key.len() >= 24).then_some(key)
+}
+
 impl WebhookConfig {
     /// The signing secret: `secret`, or the first line of `secret_file`.
     pub fn secret(&self, base: &std::path::Path) -> Result<String, String> {
@@ -155,7 +163,7 @@ pub(super) fn problems(events: &EventsConfig, hooks: &[WebhookConfig], base: &st
         }
         match w.secret(base) {
             Err(e) => push(key("secret_file"), e, "point it at a file holding the `whsec_…` secret"),
-            Ok(s) if crate::webhooks::sign::decode_secret(&s).is_none() => push(
+            Ok(s) if webhook_key(&s).is_none() => push(
                 if w.secret_file.is_empty() { key("secret") } else { key("secret_file") },
                 "the secret is not `whsec_` followed by base64 (at least 24 bytes)".into(),
                 "generate one with `echo whsec_$(head -c 32 /dev/urandom | base64)`",

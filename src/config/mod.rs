@@ -16,7 +16,7 @@ mod validate;
 
 pub use bounces::BouncesConfig;
 pub use dns_server::DnsServerConfig;
-pub use events::{EventsConfig, WebhookConfig, WebhookUrl};
+pub use events::{EventsConfig, WebhookConfig, WebhookUrl, webhook_key};
 pub use suppression::{AtRcpt, SuppressionConfig, SuppressionScope};
 pub use domains::DomainsConfig;
 pub use outbound::{AdminConfig, DeliveryConfig, DnsConfig, IdentityConfig, OutboundTls, QueueConfig, RouteConfig, parse_duration};

@@ -27,7 +27,7 @@ pub async fn run(zone: Arc<Zone>, secondaries: Vec<SocketAddr>, mut shutdown: wa
     loop {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
         }
         tokio::time::sleep(SETTLE).await;
         changes.borrow_and_update();

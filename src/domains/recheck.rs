@@ -25,7 +25,7 @@ pub async fn run(domains: Domains, mut shutdown: watch::Receiver<bool>) {
         let wait_ms = domains.next_due_ms().ok().flatten().map(|due| (due - now).clamp(1_000, 60_000)).unwrap_or(60_000);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Events: every outcome a billing app or an operator acts on, as a
-//! durable, ordered log (stored by [`crate::store`] in the same batch as
+//! durable, ordered log (stored by the store module in the same batch as
 //! the change it reports), read with a resumable cursor
 //! (`GET /api/events`, `herald events`) and pushed to webhooks.
 //!

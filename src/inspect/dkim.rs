@@ -5,7 +5,7 @@
 //! and the one whose removal makes the signature pass is the added one.
 
 use super::key;
-use crate::admin::types::DkimCheckV1;
+use crate::inspect::types::DkimCheckV1;
 use crate::dns::Dns;
 use crate::message::field_ranges;
 use mail_auth::common::crypto::{Algorithm, CryptoError};

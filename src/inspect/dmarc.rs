@@ -3,7 +3,7 @@
 //! identifier aligned, the result and what a receiver following the policy
 //! does with the message.
 
-use crate::admin::types::{DkimCheckV1, DmarcCheckV1, SpfCheckV1};
+use crate::inspect::types::{DkimCheckV1, DmarcCheckV1, SpfCheckV1};
 use crate::dns::Dns;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::{Alignment, Policy};

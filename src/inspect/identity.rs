@@ -1,7 +1,7 @@
 //! Herald's own view: the identity it would send mail From a domain as,
 //! decided now (DESIGN "Per-message policy" 2–4), in words.
 
-use crate::admin::types::IdentityV1;
+use crate::inspect::types::IdentityV1;
 use crate::config::IdentityConfig;
 use crate::policy::{Decision, DmarcPolicy, Identity};
 

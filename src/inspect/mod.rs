@@ -6,15 +6,16 @@
 //!
 //! Herald's own view (which identity it would choose for the From
 //! domain) needs the domain registry, so it is added by the admin API
-//! ([`crate::admin`]) and fetched from there by the CLI.
+//! (the admin API) and fetched from there by the CLI.
 
+pub mod types;
 mod dkim;
 mod dmarc;
 pub mod identity;
 mod key;
 mod spf;
 
-use crate::admin::types::{InspectRequestV1, InspectV1};
+use crate::inspect::types::{InspectRequestV1, InspectV1};
 use crate::dns::Dns;
 use mail_auth::{AuthenticatedMessage, SpfOutput};
 use std::net::IpAddr;

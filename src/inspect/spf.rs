@@ -2,7 +2,7 @@
 //! mail-auth's verdict over the relay's resolver, and herald's account of
 //! which top-level term of the record decided it.
 
-use crate::admin::types::SpfCheckV1;
+use crate::inspect::types::SpfCheckV1;
 use crate::dns::Dns;
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::spf::verify::SpfParameters;

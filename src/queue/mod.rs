@@ -6,9 +6,11 @@
 //! and, if anything failed, answered with a DSN.
 
 pub mod backoff;
+mod edit;
 mod hold;
 mod inflight;
 
+pub use edit::{DROPPED_REPLY, EditError};
 pub use hold::{Hold, HoldSet};
 pub use inflight::{InFlight, JobOutcome};
 
@@ -247,7 +249,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
             _ = core.wake.notified(), if pause.is_none() => {}
             _ = core.holds.released.notified(), if pause.is_none() => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
         }
     }
 }

@@ -145,7 +145,7 @@ async fn run(hook: Arc<Hook>, store: Store, clock: SharedClock, mut shutdown: wa
     let mut durable = store.events().durable();
     loop {
         if hook.status().disabled {
-            let _ = crate::submission::stopping(&mut shutdown).await;
+            let _ = crate::smtpd::stopping(&mut shutdown).await;
             return;
         }
         let wait = match store.events().outbox_head(&hook.name) {
@@ -157,7 +157,7 @@ async fn run(hook: Arc<Hook>, store: Store, clock: SharedClock, mut shutdown: wa
             }
         };
         tokio::select! {
-            _ = crate::submission::stopping(&mut shutdown) => return,
+            _ = crate::smtpd::stopping(&mut shutdown) => return,
             _ = durable.changed(), if wait.is_none() => {}
             _ = tokio::time::sleep(wait.unwrap_or(Duration::from_secs(1))) => {}
         }

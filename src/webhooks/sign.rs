@@ -5,12 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// The key bytes of a `whsec_<base64>` secret; `None` if it is not one
-/// (or shorter than 24 bytes: the spec asks for 24 to 64).
-pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    let key = STANDARD.decode(secret.trim().strip_prefix("whsec_")?).ok()?;
-    (key.len() >= 24).then_some(key)
-}
+pub use crate::config::webhook_key as decode_secret;
 
 /// The `webhook-signature` header value for one message.
 pub fn signature(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {

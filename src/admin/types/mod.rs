@@ -16,7 +16,6 @@
 //! `herald::admin::types::<Name>` (and `herald::admin::<Name>`).
 
 mod domains;
-mod inspect;
 mod queue;
 mod rotation;
 
@@ -25,7 +24,7 @@ pub use domains::{
     TransitionV1, VerificationV1,
 };
 pub use rotation::{KeyStepV1, KeyV1, RotationV1};
-pub use inspect::{DkimCheckV1, DmarcCheckV1, IdentityV1, InspectRequestV1, InspectV1, SpfCheckV1, StoredV1};
+pub use crate::inspect::types::{DkimCheckV1, DmarcCheckV1, IdentityV1, InspectRequestV1, InspectV1, SpfCheckV1, StoredV1};
 pub use queue::{AttemptV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1};
 
 use serde::{Deserialize, Serialize};
