@@ -170,13 +170,17 @@ impl Domains {
         }
         let keys = self.registry.relay_keys()?;
         let now = self.registry.now_ms();
-        // Before the first rotation the schedule counts from now on.
-        let since = keys.active_since_ms.unwrap_or(now);
-        if keys.active_since_ms.is_none() {
-            self.registry.update_relay_keys(|k| {
-                k.active_since_ms.get_or_insert(now);
-            })?;
-        }
+        // Before the first rotation the schedule counts from when the
+        // relay's key was made (read, not written: nothing is stored
+        // until a rotation happens).
+        let since = match self.settings.relay.as_ref() {
+            Some(id) if keys.active_since_ms.is_none() => self
+                .registry
+                .keys()
+                .get(&id.domain, &relay_selectors(&id.selector)[keys.active()])?
+                .map_or(now, |k| k.created_ms),
+            _ => keys.active_since_ms.unwrap_or(now),
+        };
         if rotation::scheduled(&keys, since, now, self.rotate_every_ms()) {
             return self.rotate_relay().await.map(Some);
         }
