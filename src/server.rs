@@ -111,6 +111,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
             refusals: counters.clone(),
             webhooks: webhooks.clone(),
             suppressions: suppressions.clone(),
+            sessions: Default::default(),
         };
         tokio::spawn(crate::admin::serve(l, state, shutdown_rx.clone()))
     });

@@ -4,7 +4,7 @@
 
 mod support;
 
-use herald::admin::{ErrorV1, HealthV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
+use herald::admin::{ErrorV1, HealthV1, MessageSearchV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
 use herald::clock::{Clock, SystemClock};
 use herald::config::Config;
 use herald::id::MessageId;
@@ -288,6 +288,22 @@ async fn delivered_message_keeps_its_attempt_history_and_the_cli_shows_it() {
     let (ok, out, err) = run_herald(cli_args(&relay, &["queue", "summary"])).await;
     assert!(ok, "{err}");
     assert!(out.contains("queued messages  0"), "{out}");
+
+    // Found after it finished, by recipient (any case) and by Message-ID.
+    let (ok, out, err) = run_herald(cli_args(&relay, &["queue", "find", "TEMPFAIL-1-a@dest.test"])).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(id.as_str()) && out.contains("message-id <admin@test>"), "{out}");
+    for query in ["%3Cadmin%40test%3E", "admin%40test", id.as_str()] {
+        let found: MessageSearchV1 = call(&relay, "GET", &format!("/api/messages?q={query}"), 200).await;
+        let ids: Vec<&str> = found.messages.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, [id.as_str()], "{query}");
+        assert_eq!(found.messages[0].message_id.as_deref(), Some("<admin@test>"));
+    }
+    for query in ["a%40dest.test", "admin"] {
+        let found: MessageSearchV1 = call(&relay, "GET", &format!("/api/messages?q={query}"), 200).await;
+        assert!(found.messages.is_empty(), "{query}: only whole values match");
+    }
+    let _: ErrorV1 = call(&relay, "GET", "/api/messages?q=", 400).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,8 @@
 //! the same [`super::types`] the server answers with, and keeps each
 //! answer's JSON text too, for `--json` output.
 
-use super::types::{RotationV1, 
-    AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageV1, QueueListV1, QueueSummaryV1,
+use super::types::{RotationV1,
+    AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageV1, QueueListV1, QueueSummaryV1,
     VerificationV1,
 };
 use crate::id::MessageId;
@@ -98,6 +98,11 @@ impl AdminClient {
 
     pub fn message(&self, id: &MessageId) -> Result<Answer<MessageV1>, ClientError> {
         self.call("GET", &format!("/api/messages/{id}"))
+    }
+
+    /// Queued and finished messages by relay id, Message-ID, recipient or reference.
+    pub fn search_messages(&self, query: &str) -> Result<Answer<MessageSearchV1>, ClientError> {
+        self.call("GET", &format!("/api/messages?q={}", segment(query)))
     }
 
     pub fn summary(&self) -> Result<Answer<QueueSummaryV1>, ClientError> {

@@ -5,6 +5,11 @@
 //! | route                          | auth   | answer |
 //! |--------------------------------|--------|--------|
 //! | `GET /api/health`              | open   | [`HealthV1`] (for load balancers) |
+//! | `GET /`, `/assets/*`           | open   | the admin page ([`page`]); it signs in below |
+//! | `POST /api/session`            | open   | [`SignInV1`] → [`SessionV1`] and a session cookie ([`session`]) |
+//! | `GET /api/session`             | cookie | [`SessionV1`] |
+//! | `DELETE /api/session`          | cookie | 204: signed out |
+//! | `GET /api/messages?q=TEXT`     | bearer | [`MessageSearchV1`]: by relay id, Message-ID, recipient or reference |
 //! | `GET /api/messages/{id}`       | bearer | [`MessageV1`], queued or retired |
 //! | `GET /api/queue`               | bearer | [`QueueSummaryV1`] |
 //! | `GET /api/queue/messages?limit=N` | bearer | [`QueueListV1`], newest first, N ≤ 1000 (default 100) |
@@ -31,7 +36,8 @@
 //! | `GET /metrics`                 | bearer | Prometheus text format |
 //!
 //! "bearer" means `Authorization: Bearer <admin.token>`, compared in
-//! constant time. `/metrics` is behind the token too, because queue sizes
+//! constant time, or the admin page's session cookie (with the CSRF header
+//! on anything but GET; see [`session`]). `/metrics` is behind the token too, because queue sizes
 //! and timings are operational data; Prometheus sends it with
 //! `authorization: { credentials: ... }` in the scrape config.
 //! Every error is an [`ErrorV1`] with a 4xx or 5xx status.
@@ -47,12 +53,15 @@ pub mod events;
 pub mod suppressions;
 mod inspect;
 mod metrics;
+mod page;
 mod queue;
+mod search;
+pub mod session;
 pub mod types;
 
 pub use types::{
     AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DkimCheckV1, DmarcCheckV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1,
-    HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageStateV1, SpfCheckV1, StoredV1,
+    HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageStateV1, SessionV1, SignInV1, SpfCheckV1, StoredV1,
     MessageV1, OperatorRecordV1, OutcomeV1, OverallV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1, RecordCheckV1,
     TransitionV1, VerificationV1, KeyStepV1, KeyV1, RotationV1,
 };
@@ -80,6 +89,8 @@ pub struct AdminState {
     pub domains: Domains,
     /// The bearer token every protected route requires; never empty here.
     pub token: String,
+    /// The admin page's signed-in sessions.
+    pub sessions: session::Sessions,
     pub webhooks: crate::webhooks::Webhooks,
     pub suppressions: crate::suppression::SuppressionList,
     /// What the SMTP listeners refused, by reason.
@@ -116,6 +127,7 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut shutdown: watch
 pub fn router(state: AdminState) -> Router {
     let state = Arc::new(state);
     let protected = Router::new()
+        .route("/api/messages", get(search::search))
         .route("/api/messages/{id}", get(queue::show))
         .route("/api/queue", get(queue::summary))
         .route("/api/queue/messages", get(queue::list))
@@ -139,14 +151,24 @@ pub fn router(state: AdminState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/api/health", get(metrics::health))
+        .route("/api/session", get(session::current).post(session::sign_in).delete(session::sign_out))
+        .merge(page::routes())
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see `herald::admin` for the routes") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this endpoint does not take that method") })
         .with_state(state)
 }
 
-/// Lets a request through only with `Authorization: Bearer <admin.token>`.
+/// Lets a request through only with `Authorization: Bearer <admin.token>`
+/// or, without that header, an admin page session (see [`session`]).
 async fn require_token(State(state): State<Arc<AdminState>>, req: Request, next: Next) -> Response {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        match state.sessions.check(req.method(), req.headers(), state.queue.clock.now_ms()) {
+            session::Access::Allowed => return next.run(req).await,
+            session::Access::NoCsrf => return session::csrf_missing().into_response(),
+            session::Access::NoSession => {}
+        }
+    }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match header.and_then(bearer) {
         Some(token) if same_token(token.as_bytes(), state.token.as_bytes()) => next.run(req).await,

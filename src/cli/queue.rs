@@ -1,9 +1,9 @@
-//! `herald queue list|summary|show|retry|drop`: the queue, through the
+//! `herald queue list|summary|show|find|retry|drop`: the queue, through the
 //! running relay's admin API (see [`super::api`] for how it is found).
 
 use super::api::{ApiArgs, now_ms, print, relative, table, time};
 use crate::admin::client::ClientError;
-use crate::admin::{AttemptV1, MessageStateV1, MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
+use crate::admin::{AttemptV1, MessageSearchV1, MessageStateV1, MessageV1, QueueListV1, QueueSummaryV1, RcptStatusV1};
 use crate::id::MessageId;
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -35,6 +35,12 @@ enum QueueAction {
         #[arg(value_parser = parse_id)]
         id: MessageId,
     },
+    /// Find queued and finished messages by relay id, Message-ID, recipient
+    /// address or the billing app's reference (`X-Herald-Ref`).
+    Find {
+        /// The whole value to look for (any case; angle brackets optional for a Message-ID).
+        text: String,
+    },
     /// Make a waiting message due now.
     Retry {
         /// The relay message id, as in the `250 2.0.0 Ok: queued as <id>` reply.
@@ -58,6 +64,7 @@ pub fn run(args: QueueArgs) -> Result<(), String> {
         QueueAction::List { limit } => print(json, &client.list(limit).map_err(e)?, list_text),
         QueueAction::Summary => print(json, &client.summary().map_err(e)?, summary_text),
         QueueAction::Show { id } => print(json, &client.message(&id).map_err(e)?, show_text),
+        QueueAction::Find { text } => print(json, &client.search_messages(&text).map_err(e)?, found_text),
         QueueAction::Retry { id } => print(json, &client.retry(&id).map_err(e)?, |m| {
             format!("message {} is due now; the queue will try it shortly.\n", m.id)
         }),
@@ -126,6 +133,17 @@ fn summary_text(s: &QueueSummaryV1) -> String {
     out
 }
 
+fn found_text(found: &MessageSearchV1) -> String {
+    if found.messages.is_empty() {
+        return format!("no message has the relay id, Message-ID, recipient or reference `{}`\n", found.query);
+    }
+    let mut out: Vec<String> = found.messages.iter().map(show_text).collect();
+    if found.truncated {
+        out.push(format!("(the newest {} matches; there are more)\n", found.messages.len()));
+    }
+    out.join("\n")
+}
+
 fn show_text(m: &MessageV1) -> String {
     let now = now_ms();
     let mut out = format!(
@@ -152,6 +170,12 @@ fn show_text(m: &MessageV1) -> String {
         "mail from  <{}>\nfrom       {}\nsize       {} bytes\nrounds     {}\n",
         m.mail_from, m.from_address, m.size, m.attempts
     ));
+    if let Some(message_id) = &m.message_id {
+        out.push_str(&format!("message-id {message_id}\n"));
+    }
+    if let Some(reference) = &m.reference {
+        out.push_str(&format!("reference  {reference}\n"));
+    }
     if let (Some(d), Some(s)) = (&m.signed_domain, &m.selector) {
         out.push_str(&format!(
             "signed as  d={d} s={s}{}\n",

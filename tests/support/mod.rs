@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod process;
+pub mod webdriver;
 pub mod world;
 
 use herald::bench::client::{Client, ClientReply, tls_trusting};

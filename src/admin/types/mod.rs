@@ -12,12 +12,14 @@
 //! live beside the types.
 //!
 //! `queue` holds the message and queue types, `domains` the customer
-//! domain types, `inspect` the `herald inspect` report; all are re-exported here, so every type is
+//! domain types, `inspect` the `herald inspect` report, `session` the
+//! admin page's sign-in; all are re-exported here, so every type is
 //! `herald::admin::types::<Name>` (and `herald::admin::<Name>`).
 
 mod domains;
 mod queue;
 mod rotation;
+mod session;
 
 pub use domains::{
     AddDomainV1, CheckStatusV1, CustomerRecordV1, DomainListV1, DomainStateV1, DomainV1, OperatorRecordV1, OverallV1, RecordCheckV1,
@@ -25,7 +27,8 @@ pub use domains::{
 };
 pub use rotation::{KeyStepV1, KeyV1, RotationV1};
 pub use crate::inspect::types::{DkimCheckV1, DmarcCheckV1, IdentityV1, InspectRequestV1, InspectV1, SpfCheckV1, StoredV1};
-pub use queue::{AttemptV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1};
+pub use session::{SessionV1, SignInV1};
+pub use queue::{AttemptV1, MessageSearchV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1};
 
 use serde::{Deserialize, Serialize};
 

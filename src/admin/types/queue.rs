@@ -127,6 +127,13 @@ pub struct MessageV1 {
     pub envelope_from: Option<String>,
     pub reason: Option<String>,
     pub recipients: Vec<RecipientV1>,
+    /// The Message-ID it is sent with, and the billing app's reference
+    /// (`events.reference_header`); absent for messages accepted before
+    /// herald kept them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// `GET /api/queue`: counts over the queued (unfinished) messages.
@@ -139,6 +146,18 @@ pub struct QueueSummaryV1 {
     pub recipients_by_status: BTreeMap<String, usize>,
     /// The earliest next-attempt time in the queue.
     pub oldest_due_ms: Option<i64>,
+}
+
+/// `GET /api/messages?q=TEXT`: queued and finished messages whose relay
+/// id, Message-ID (angle brackets optional), recipient or reference is
+/// `TEXT` (case-insensitive, whole value), most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSearchV1 {
+    /// The text searched for, as given.
+    pub query: String,
+    pub messages: Vec<MessageV1>,
+    /// More messages matched than the answer holds (the newest are shown).
+    pub truncated: bool,
 }
 
 /// `GET /api/queue/messages?limit=N`: queued messages, most recent first.
@@ -223,6 +242,8 @@ impl MessageV1 {
             envelope_from: prepared.map(|p| p.envelope_from.clone()),
             reason: prepared.map(|p| p.reason.clone()),
             recipients: r.recipients.iter().map(RecipientV1::from).collect(),
+            message_id: r.message_id_header.clone(),
+            reference: r.reference.clone(),
         }
     }
 }
