@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod dns;
+pub mod dns_server;
 pub mod dkim;
 pub mod domains;
 pub mod events;

@@ -7,7 +7,7 @@ use crate::delivery::{Dispatcher, Settings};
 use crate::queue::Preparer;
 use crate::dkim::KeyStore;
 use crate::dns::Dns;
-use crate::domains::Domains;
+use crate::domains::{Domains, RelayIdentity, ZoneSettings};
 use crate::queue::QueueCore;
 use crate::store::Store;
 use crate::submission::{self, Acceptors, Context, Listener};
@@ -29,6 +29,9 @@ pub struct Running {
     /// The bound bounce intake address; `None` when `bounces.address` is empty.
     pub bounce_addr: Option<SocketAddr>,
     bounces: Option<tokio::task::JoinHandle<()>>,
+    /// The embedded DNS server's addresses (UDP and TCP each); empty when off.
+    pub dns_addrs: Vec<SocketAddr>,
+    dns_server: Option<crate::dns_server::DnsServer>,
     shutdown: watch::Sender<bool>,
     acceptors: Acceptors,
     scheduler: tokio::task::JoinHandle<()>,
@@ -66,12 +69,31 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
 
     let dns = Dns::from_config(&config.dns)?;
     let keys = KeyStore::open(store.db()).map_err(|e| format!("`server.data_dir`: {e}"))?;
-    let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone());
+    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains)
+        .map_err(|e| format!("`server.data_dir`: {e}"))?
+        .with_events(store.clone())
+        .with_zone_settings(ZoneSettings {
+            ttl: config.dns_server.ttl_secs(),
+            relay: Some(RelayIdentity {
+                domain: config.identity.domain.clone(),
+                selector: config.identity.dkim_selector.clone(),
+                bounce_domain: config.identity.bounce_domain.clone(),
+            }),
+            embedded: config.dns_server.enabled(),
+        });
+    let selector_source = domains.clone();
+    let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone())
+        .with_relay_selector(Box::new(move || selector_source.relay_selector()));
     // The relay's own key exists from the first start, so its DNS record
     // can be published before any mail goes out.
-    let relay_signer = preparer.signer(&config.identity.domain, &config.identity.dkim_selector);
+    let relay_signer = preparer.signer(&config.identity.domain, &preparer.relay_selector());
     relay_signer.map_err(|e| format!("`identity.dkim_selector`: {e}"))?;
-    let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains).map_err(|e| format!("`server.data_dir`: {e}"))?.with_events(store.clone());
+    let dns_server = if config.dns_server.enabled() {
+        Some(crate::dns_server::DnsServer::start(&config.dns_server, domains.clone(), &config.server.hostname, shutdown_rx.clone()).await?)
+    } else {
+        None
+    };
+    let dns_addrs = dns_server.as_ref().map(|d| d.addrs.clone()).unwrap_or_default();
     let rechecks = tokio::spawn(crate::domains::recheck::run(domains.clone(), shutdown_rx.clone()));
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let suppressions = crate::suppression::SuppressionList::open(&store, &config.suppression).map_err(|e| format!("`server.data_dir`: {e}"))?;
@@ -102,7 +124,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx, counters).with_suppressions(suppressions.clone()));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, shutdown, acceptors, scheduler, rechecks, grace })
+    Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, dns_addrs, dns_server, shutdown, acceptors, scheduler, rechecks, grace })
 }
 
 impl Running {
@@ -124,6 +146,9 @@ impl Running {
         }
         let _ = self.scheduler.await;
         let _ = self.rechecks.await;
+        if let Some(dns) = self.dns_server {
+            dns.shutdown().await;
+        }
         if let Err(e) = self.store.durable().await {
             tracing::error!(error = %e, "final flush failed");
         }

@@ -3,7 +3,7 @@
 //! the same [`super::types`] the server answers with, and keeps each
 //! answer's JSON text too, for `--json` output.
 
-use super::types::{
+use super::types::{RotationV1,
     AddDomainV1, DomainListV1, DomainV1, ErrorV1, HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageV1, QueueListV1, QueueSummaryV1,
     VerificationV1,
 };
@@ -170,6 +170,14 @@ impl AdminClient {
     /// Checks the domain's three records now ("check my records").
     pub fn verify_domain(&self, domain: &str) -> Result<Answer<VerificationV1>, ClientError> {
         self.call("POST", &format!("/api/domains/{}/verify", segment(domain)))
+    }
+
+    pub fn rotate_domain(&self, domain: &str) -> Result<Answer<RotationV1>, ClientError> {
+        self.call("POST", &format!("/api/domains/{}/rotate", segment(domain)))
+    }
+
+    pub fn rotate_relay(&self) -> Result<Answer<RotationV1>, ClientError> {
+        self.call("POST", "/api/relay/rotate")
     }
 
     pub fn remove_domain(&self, domain: &str) -> Result<Answer<DomainV1>, ClientError> {

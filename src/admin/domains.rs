@@ -8,9 +8,9 @@
 //! write sled and an add generates two RSA keys, so they run off the async
 //! workers.
 
-use super::types::{AddDomainV1, DomainListV1, DomainV1, VerificationV1};
+use super::types::{AddDomainV1, DomainListV1, DomainV1, RecordCheckV1, RotationV1, VerificationV1};
 use super::{AdminState, ApiError};
-use crate::domains::{self, AddError, DomainRecord, Domains, DomainsError, OperatorData, OperatorRecord, names};
+use crate::domains::{AddError, DomainRecord, Domains, DomainsError, RecordCheck};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -65,6 +65,55 @@ pub(super) async fn verify(State(s): Shared, Path(domain): Path<String>) -> Resu
     Ok(Json(VerificationV1::new(&record.domain, record.state, &verification)))
 }
 
+/// `POST /api/domains/{domain}/rotate`: starts a DKIM key rotation (a new
+/// key for the idle selector, published) and checks at once whether it is
+/// visible through the customer's CNAME, switching signing when it is.
+/// While a rotation waits for its key, checks again. 409 while the old key
+/// of the last rotation is still retained.
+pub(super) async fn rotate(State(s): Shared, Path(domain): Path<String>) -> Result<Json<RotationV1>, ApiError> {
+    let rotated = s.domains.rotate(&domain).await?;
+    let record = &rotated.record;
+    let check = rotated.check.as_ref().map(|status| {
+        let index = record.keys.publishing().unwrap_or(record.keys.active());
+        let r = &s.domains.customer_records(record)[1 + index];
+        RecordCheckV1::from(&RecordCheck {
+            host: r.host.clone(),
+            label: r.label.clone(),
+            expected: r.value.clone(),
+            status: status.clone(),
+        })
+    });
+    let embedded = s.domains.zone_settings().embedded;
+    tracing::info!(domain = %record.domain, selector = %record.active_selector(), switched = rotated.switched, "DKIM key rotation over the admin API");
+    Ok(Json(RotationV1::new(record, rotated.switched, check, embedded)))
+}
+
+/// `POST /api/relay/rotate`: the same for the relay's own key, between
+/// `identity.dkim_selector` and the same with `2` appended.
+pub(super) async fn rotate_relay(State(s): Shared) -> Result<Json<RotationV1>, ApiError> {
+    let rotated = s.domains.rotate_relay().await?;
+    let check = rotated.check.as_ref().map(|status| {
+        let index = rotated.keys.publishing().unwrap_or(rotated.keys.active());
+        let selector = &rotated.selectors[index];
+        let host = crate::domains::names::dkim_host(selector, &rotated.domain);
+        let message = match status {
+            crate::domains::CheckStatus::Ok => format!("Ok: the new key is published at `{host}`."),
+            crate::domains::CheckStatus::Temporary { reason } => format!("Temporary DNS failure while looking up `{host}` ({reason})."),
+            _ => format!("The new key is not visible at `{host}` yet: publish the records of `herald dns zone`."),
+        };
+        RecordCheckV1 {
+            label: crate::domains::names::dkim_label(selector),
+            expected: host.clone(),
+            host,
+            status: status.into(),
+            ok: status.is_ok(),
+            message,
+        }
+    });
+    tracing::info!(domain = %rotated.domain, selector = %rotated.selector(), switched = rotated.switched, "relay DKIM key rotation over the admin API");
+    Ok(Json(RotationV1::relay(&rotated, check)))
+}
+
 /// `DELETE /api/domains/{domain}`: removes the domain and its DKIM keys;
 /// the removed domain, with the operator records that can go now.
 pub(super) async fn remove(State(s): Shared, Path(domain): Path<String>) -> Result<Json<DomainV1>, ApiError> {
@@ -90,39 +139,11 @@ pub(super) async fn remove(State(s): Shared, Path(domain): Path<String>) -> Resu
     Ok(Json(view))
 }
 
-/// `GET /api/dns/zone`: the relay's own DKIM record and every tenant's
-/// operator records, as an RFC 1035 zone-file fragment (text/plain).
+/// `GET /api/dns/zone`: the relay's own DKIM key and every tenant's
+/// operator records, as an RFC 1035 zone-file fragment (text/plain): what
+/// the embedded DNS server serves, for an operator who publishes by hand.
 pub(super) async fn zone(State(s): Shared) -> Result<impl IntoResponse, ApiError> {
-    let text = blocking(&s, |s| {
-        let identity = &s.queue.preparer.identity;
-        let key = s
-            .queue
-            .preparer
-            .keys
-            .get_or_create(&identity.domain, &identity.dkim_selector, s.queue.clock.now_ms())
-            .map_err(|reason| DomainsError::Keys {
-                domain: identity.domain.clone(),
-                reason,
-            })?;
-        let public = key.der().and_then(|der| crate::dkim::public_key_b64(&der));
-        let public = public.map_err(|reason| DomainsError::Keys {
-            domain: identity.domain.clone(),
-            reason,
-        })?;
-        let own = OperatorRecord {
-            name: names::dkim_host(&identity.dkim_selector, &identity.domain),
-            data: OperatorData::Txt(crate::dkim::split_txt(&crate::dkim::txt_value(&public))),
-        };
-        Ok(format!(
-            "; herald operator zone: records the relay's DNS must publish (`herald dns zone`).\n\
-             ; The relay's own DKIM key (identity.domain {}, selector {}):\n{}{}",
-            identity.domain,
-            identity.dkim_selector,
-            names::zone_fragment(&[own], domains::ZONE_TTL),
-            s.domains.zone_fragment()?
-        ))
-    })
-    .await?;
+    let text = blocking(&s, |s| Ok(s.domains.zone_content()?.text())).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }
 
@@ -176,10 +197,11 @@ impl From<DomainsError> for ApiError {
         match e {
             DomainsError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string()),
             DomainsError::Store(e) => e.into(),
-            DomainsError::Keys { .. } => {
+            DomainsError::Keys { .. } | DomainsError::Rotation(_) => {
                 tracing::error!(error = %e, "admin API: DKIM keys unreadable");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
+            DomainsError::RotationBusy(_) => Self::new(StatusCode::CONFLICT, e.to_string()),
         }
     }
 }

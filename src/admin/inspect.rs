@@ -81,7 +81,9 @@ async fn identity(s: &AdminState, from_domain: &str) -> Result<IdentityV1, ApiEr
     let decision = s.domains.registry().decide(from_domain)?;
     let preparer = &s.queue.preparer;
     let dmarc = preparer.dmarc(from_domain).await;
-    Ok(inspect::identity::describe(from_domain, &decision, &preparer.identity, dmarc))
+    // The relay's selector changes with key rotation.
+    let relay = crate::config::IdentityConfig { dkim_selector: preparer.relay_selector(), ..preparer.identity.clone() };
+    Ok(inspect::identity::describe(from_domain, &decision, &relay, dmarc))
 }
 
 /// The query: `mail_from`, `ip`, `helo`, percent-encoded.

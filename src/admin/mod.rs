@@ -19,6 +19,8 @@
 //! | `GET /api/domains`             | bearer | [`DomainListV1`] |
 //! | `GET /api/domains/{domain}`    | bearer | [`DomainV1`] |
 //! | `POST /api/domains/{domain}/verify` | bearer | [`VerificationV1`]: checked now, state updated |
+//! | `POST /api/domains/{domain}/rotate` | bearer | [`RotationV1`]: DKIM key rotation started, or checked again while one waits |
+//! | `POST /api/relay/rotate` | bearer | [`RotationV1`]: the same for the relay's own key |
 //! | `DELETE /api/domains/{domain}` | bearer | [`DomainV1`]: removed, with its DKIM keys |
 //! | `GET /api/dns/zone`            | bearer | text/plain zone-file fragment (`herald dns zone`) |
 //! | `POST /api/inspect?mail_from=&ip=&helo=` | bearer | raw message → [`InspectV1`] (`herald inspect`) |
@@ -61,7 +63,7 @@ pub use types::{
     AddDomainV1, AttemptV1, CheckStatusV1, CustomerRecordV1, DkimCheckV1, DmarcCheckV1, DomainListV1, DomainStateV1, DomainV1, ErrorV1,
     HealthV1, IdentityV1, InspectRequestV1, InspectV1, MessageSearchV1, MessageStateV1, SessionV1, SignInV1, SpfCheckV1, StoredV1,
     MessageV1, OperatorRecordV1, OutcomeV1, OverallV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1, RecordCheckV1,
-    TransitionV1, VerificationV1,
+    TransitionV1, VerificationV1, KeyStepV1, KeyV1, RotationV1,
 };
 
 use crate::config::AdminConfig;
@@ -134,6 +136,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/domains", get(domains::list).post(domains::add))
         .route("/api/domains/{domain}", get(domains::show).delete(domains::remove))
         .route("/api/domains/{domain}/verify", post(domains::verify))
+        .route("/api/domains/{domain}/rotate", post(domains::rotate))
+        .route("/api/relay/rotate", post(domains::rotate_relay))
         .route("/api/dns/zone", get(domains::zone))
         .route("/api/inspect", post(inspect::posted).layer(axum::extract::DefaultBodyLimit::max(inspect::MAX_BODY)))
         .route("/api/inspect/{id}", get(inspect::stored))

@@ -1,4 +1,4 @@
-//! `herald domain add|list|show|verify|remove` and `herald dns zone`:
+//! `herald domain add|list|show|verify|rotate|remove` and `herald dns zone`:
 //! customer domains and the operator zone, through the running relay's
 //! admin API (see [`super::api`] for how it is found).
 //!
@@ -11,7 +11,7 @@
 use super::Failure;
 use super::api::{ApiArgs, now_ms, print, relative, table, time};
 use crate::admin::client::ClientError;
-use crate::admin::{AddDomainV1, CustomerRecordV1, DomainListV1, DomainV1, OperatorRecordV1, OverallV1, VerificationV1};
+use crate::admin::{AddDomainV1, CustomerRecordV1, DomainListV1, DomainV1, KeyStepV1, KeyV1, OperatorRecordV1, OverallV1, RotationV1, VerificationV1};
 use clap::{Args, Subcommand};
 
 #[derive(Args)]
@@ -49,6 +49,18 @@ enum DomainAction {
     /// record is wrong (the state may change); 2 could not check (temporary
     /// DNS failure, or the relay could not be asked): nothing changed, try again.
     Verify { domain: String },
+    /// Rotate the domain's DKIM key: a new key for the idle selector, published;
+    /// signing switches once it resolves through the customer's CNAME (at once
+    /// with the embedded DNS server). Run again to check a rotation that waits.
+    /// `--relay` rotates the relay's own key (identity.domain) the same way.
+    Rotate {
+        /// The customer domain (not with --relay).
+        #[arg(required_unless_present = "relay", conflicts_with = "relay")]
+        domain: Option<String>,
+        /// Rotate the relay's own key instead.
+        #[arg(long)]
+        relay: bool,
+    },
     /// Remove a domain and its DKIM keys; its mail is sent as the relay from then on.
     Remove { domain: String },
 }
@@ -98,6 +110,8 @@ pub fn run(args: DomainArgs) -> Result<(), Failure> {
             print(json, &answer, verify_text);
             return verdict(&answer.value);
         }
+        DomainAction::Rotate { domain: Some(domain), .. } => print(json, &client.rotate_domain(&domain).map_err(e)?, rotated_text),
+        DomainAction::Rotate { domain: None, .. } => print(json, &client.rotate_relay().map_err(e)?, rotated_text),
         DomainAction::Remove { domain } => print(json, &client.remove_domain(&domain).map_err(e)?, removed_text),
     }
     Ok(())
@@ -176,6 +190,12 @@ fn show_text(d: &DomainV1) -> String {
         "\noperator records (see `herald dns zone`):\n{}",
         indent(&operator_table(&d.operator_records))
     ));
+    if !d.keys.is_empty() {
+        out.push_str(&format!("\nDKIM keys:\n{}", indent(&keys_table(&d.keys))));
+    }
+    if !d.key_history.is_empty() {
+        out.push_str(&format!("\nkey rotation:\n{}", steps_text(&d.key_history)));
+    }
     if !d.history.is_empty() {
         out.push_str("\nhistory:\n");
         for t in &d.history {
@@ -243,6 +263,56 @@ fn removed_text(d: &DomainV1) -> String {
         ));
     }
     out
+}
+
+fn rotated_text(r: &RotationV1) -> String {
+    let mut out = String::new();
+    if let Some(step) = r.steps.last() {
+        out.push_str(&steps_text(std::slice::from_ref(step)));
+    }
+    match (&r.publishing, r.switched) {
+        (_, true) => out.push_str(&format!("{} now signs with {} (d={} s={}).\n", r.domain, r.selector, r.domain, r.selector)),
+        (Some(new), false) => {
+            if let Some(check) = &r.check {
+                out.push_str(&format!("{} {} — {}\n", if check.ok { "✓" } else { "✗" }, check.host, check.message));
+            }
+            let publish = if r.embedded_dns {
+                "the embedded DNS server serves it; resolvers may still hold the old record for the zone's TTL".to_string()
+            } else {
+                "publish the new record of `herald dns zone` at your DNS provider (the customer changes nothing)".to_string()
+            };
+            out.push_str(&format!(
+                "{} still signs with {}; the new key {new} is not visible from the relay's resolver yet: {publish}.\n\
+                 Signing switches once it is (checked in the background, or now with `herald domain rotate {}`).\n",
+                r.domain, r.selector, r.domain
+            ));
+        }
+        (None, false) => out.push_str(&format!("{} signs with {}.\n", r.domain, r.selector)),
+    }
+    out.push_str(&format!("\nDKIM keys:\n{}", indent(&keys_table(&r.keys))));
+    out
+}
+
+fn keys_table(keys: &[KeyV1]) -> String {
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            let when = match (k.phase.as_str(), k.at_ms) {
+                ("retiring", Some(t)) => format!("published until {}", time(t)),
+                (_, Some(t)) => format!("since {}", time(t)),
+                (_, None) => String::new(),
+            };
+            vec![k.selector.clone(), k.phase.clone(), when]
+        })
+        .collect();
+    table(&["SELECTOR", "KEY", "WHEN (UTC)"], &rows)
+}
+
+fn steps_text(steps: &[KeyStepV1]) -> String {
+    steps
+        .iter()
+        .map(|s| format!("  {}  {:<9} {}  {}\n", time(s.at_ms), s.step, s.selector, s.detail))
+        .collect()
 }
 
 fn signs_as(d: &DomainV1) -> String {

@@ -16,6 +16,9 @@ pub(super) const KEYS: &[&str] = &[
     "grace_period",
     "recheck_verified",
     "recheck_pending",
+    "rotate_every",
+    "key_retention",
+    "revoke_withdrawn",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +42,15 @@ pub struct DomainsConfig {
     /// First delay between checks of a pending domain; it grows from here
     /// up to `recheck_verified`.
     pub recheck_pending: String,
+    /// Rotate every domain's DKIM key this often (e.g. `180d`); empty = only
+    /// on `herald domain rotate`.
+    pub rotate_every: String,
+    /// How long a replaced DKIM key stays published after signing moved to
+    /// the new one, so mail signed before the switch still verifies.
+    pub key_retention: String,
+    /// After retention, publish the old selector as `p=` (revoked, RFC 6376
+    /// §3.6.1) rather than removing its record.
+    pub revoke_withdrawn: bool,
     #[serde(flatten, skip_serializing)]
     pub unknown: Unknown,
 }
@@ -54,6 +66,9 @@ impl Default for DomainsConfig {
             grace_period: "72h".into(),
             recheck_verified: "24h".into(),
             recheck_pending: "10m".into(),
+            rotate_every: String::new(),
+            key_retention: "7d".into(),
+            revoke_withdrawn: false,
             unknown: Unknown::new(),
         }
     }
@@ -76,6 +91,18 @@ impl DomainsConfig {
 
     pub fn recheck_pending(&self) -> Duration {
         parse_duration(&self.recheck_pending).unwrap_or(Duration::from_secs(600))
+    }
+
+    /// Parsed `rotate_every`; `None` when automatic rotation is off.
+    pub fn rotate_every(&self) -> Option<Duration> {
+        match self.rotate_every.trim() {
+            "" => None,
+            text => parse_duration(text).ok(),
+        }
+    }
+
+    pub fn key_retention(&self) -> Duration {
+        parse_duration(&self.key_retention).unwrap_or(Duration::from_secs(7 * 86400))
     }
 }
 
@@ -137,6 +164,10 @@ pub(super) fn problems(d: &DomainsConfig) -> Vec<ConfigError> {
         }
     };
     duration("grace_period", &d.grace_period, Duration::ZERO);
+    duration("key_retention", &d.key_retention, Duration::ZERO);
+    if !d.rotate_every.trim().is_empty() {
+        duration("rotate_every", &d.rotate_every, Duration::from_secs(60));
+    }
     let verified = duration("recheck_verified", &d.recheck_verified, Duration::from_secs(1));
     let pending = duration("recheck_pending", &d.recheck_pending, Duration::from_secs(1));
     if let (Some(v), Some(p)) = (verified, pending)
@@ -268,6 +299,8 @@ mod tests {
             (|d| d.grace_period = "3w".into(), "domains.grace_period", "unknown unit"),
             (|d| d.recheck_verified = "0s".into(), "domains.recheck_verified", "shorter than 1s"),
             (|d| d.recheck_pending = "soon".into(), "domains.recheck_pending", "not a duration"),
+            (|d| d.rotate_every = "10s".into(), "domains.rotate_every", "shorter than 60s"),
+            (|d| d.key_retention = "a week".into(), "domains.key_retention", "not a duration"),
             (
                 |d| d.recheck_pending = "2d".into(),
                 "domains.recheck_pending",

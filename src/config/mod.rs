@@ -6,6 +6,7 @@
 //! one go, each naming its key and the fix.
 
 mod bounces;
+mod dns_server;
 mod domains;
 mod events;
 mod suppression;
@@ -14,6 +15,7 @@ mod outbound;
 mod validate;
 
 pub use bounces::BouncesConfig;
+pub use dns_server::DnsServerConfig;
 pub use events::{EventsConfig, WebhookConfig, WebhookUrl, webhook_key};
 pub use suppression::{AtRcpt, SuppressionConfig, SuppressionScope};
 pub use domains::DomainsConfig;
@@ -55,6 +57,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub domains: DomainsConfig,
     pub bounces: BouncesConfig,
+    pub dns_server: DnsServerConfig,
     pub events: EventsConfig,
     pub suppression: SuppressionConfig,
     #[serde(rename = "webhook")]

@@ -71,7 +71,7 @@ impl Collector {
 pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut c = Collector::default();
     c.0.extend(config.read_errors.iter().cloned());
-    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook", "suppression"]);
+    c.unknown("", &config.unknown, &["server", "tls", "listener", "user", "relay", "limits", "store", "log", "dns", "identity", "queue", "delivery", "route", "admin", "domains", "bounces", "events", "webhook", "suppression", "dns_server"]);
     server(config, &mut c);
     listeners(config, &mut c);
     tls(config, &mut c);
@@ -94,6 +94,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigErrors> {
     c.unknown("domains", &config.domains.unknown, super::domains::KEYS);
     c.0.extend(super::domains::problems(&config.domains));
     c.unknown("bounces", &config.bounces.unknown, super::bounces::KEYS);
+    c.unknown("dns_server", &config.dns_server.unknown, super::dns_server::KEYS);
+    c.0.extend(super::dns_server::problems(&config.dns_server));
     let listeners: Vec<SocketAddr> = config.listeners.iter().filter_map(|l| l.address.parse().ok()).collect();
     c.0.extend(super::bounces::problems(&config.bounces, &listeners));
     c.unknown("events", &config.events.unknown, super::events::EVENT_KEYS);

@@ -49,15 +49,7 @@ impl KeyStore {
         if let Some(k) = self.get(domain, selector).map_err(|e| e.to_string())? {
             return Ok(k);
         }
-        use base64::Engine;
-        let der = super::generate_rsa()?;
-        let key = StoredKey {
-            v: 1,
-            domain: domain.to_ascii_lowercase(),
-            selector: selector.to_ascii_lowercase(),
-            pkcs8: base64::engine::general_purpose::STANDARD.encode(der),
-            created_ms: now_ms,
-        };
+        let key = Self::fresh(domain, selector, now_ms)?;
         let bytes = serde_json::to_vec(&key).map_err(|e| e.to_string())?;
         // Another task may have created it meanwhile: keep the first.
         match self.tree.compare_and_swap(Self::name(domain, selector), None as Option<&[u8]>, Some(bytes)) {
@@ -65,6 +57,27 @@ impl KeyStore {
             Ok(Err(_)) => self.get(domain, selector).map_err(|e| e.to_string())?.ok_or_else(|| "key vanished".to_string()),
             Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// Stores `key` at its domain/selector, replacing whatever was there:
+    /// key rotation (with a key from [`KeyStore::fresh`]).
+    pub fn replace(&self, key: &StoredKey) -> Result<(), String> {
+        let bytes = serde_json::to_vec(key).map_err(|e| e.to_string())?;
+        self.tree.insert(Self::name(&key.domain, &key.selector), bytes).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// A new RSA-2048 key for `domain`/`selector`, not stored yet.
+    pub fn fresh(domain: &str, selector: &str, now_ms: i64) -> Result<StoredKey, String> {
+        use base64::Engine;
+        let der = super::generate_rsa()?;
+        Ok(StoredKey {
+            v: 1,
+            domain: domain.to_ascii_lowercase(),
+            selector: selector.to_ascii_lowercase(),
+            pkcs8: base64::engine::general_purpose::STANDARD.encode(der),
+            created_ms: now_ms,
+        })
     }
 
     pub fn remove(&self, domain: &str, selector: &str) -> Result<(), StoreError> {

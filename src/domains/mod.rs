@@ -9,6 +9,9 @@
 //!   DKIM keys, and [`Registry::covering`] for the per-message policy.
 //! - [`verify`]: DNS checks of the three records (read-only).
 //! - [`state`]: the state machine and check schedule, pure.
+//! - [`rotation`]: DKIM key rotation between the two selectors, pure.
+//! - [`zone`]: the operator zone's content, for `herald dns zone` and the
+//!   embedded DNS server ([`crate::dns_server`]).
 //!
 //! [`Domains`] bundles registry, resolver and configuration for the API,
 //! the CLI and the background re-check task.
@@ -17,12 +20,17 @@ pub mod recheck;
 pub mod input;
 pub mod names;
 pub mod registry;
+pub mod relay_key;
+pub mod rotation;
 pub mod state;
 pub mod verify;
+pub mod zone;
 
 pub use input::AddError;
 pub use names::{CustomerRecord, OperatorData, OperatorRecord};
-pub use registry::{DomainRecord, Registry};
+pub use registry::{DomainRecord, Registry, RotationError};
+pub use rotation::{KeyPhase, KeyStep};
+pub use zone::{RelayIdentity, ZoneContent, ZoneSettings};
 pub use state::{DomainState, Timing, Transition};
 pub use verify::{CheckStatus, Overall, RecordCheck, Verification};
 
@@ -47,6 +55,21 @@ pub enum DomainsError {
     Store(#[from] StoreError),
     #[error("the DKIM keys of `{domain}` cannot be read: {reason}")]
     Keys { domain: String, reason: String },
+    #[error("cannot rotate: {0}")]
+    Rotation(String),
+    #[error("cannot rotate now: {0}")]
+    RotationBusy(rotation::RotateError),
+}
+
+impl From<RotationError> for DomainsError {
+    fn from(e: RotationError) -> Self {
+        match e {
+            RotationError::NotFound(d) => DomainsError::NotFound(d),
+            RotationError::Store(e) => DomainsError::Store(e),
+            RotationError::Busy(e) => DomainsError::RotationBusy(e),
+            RotationError::Keys(e) => DomainsError::Rotation(e),
+        }
+    }
 }
 
 /// Registry, resolver and `[domains]` configuration together; cheap to clone.
@@ -54,13 +77,41 @@ pub enum DomainsError {
 pub struct Domains {
     registry: Registry,
     dns: Dns,
+    settings: ZoneSettings,
     /// Where `domain.*` events go (the store's event log), when set.
     events: Option<crate::store::Store>,
 }
 
+/// What `domain rotate` did.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    pub record: DomainRecord,
+    /// The visibility check of the new key just made (None when the
+    /// rotation could not be checked, e.g. no rotation under way).
+    pub check: Option<CheckStatus>,
+    /// Whether signing moved to the new key in this call.
+    pub switched: bool,
+}
+
 impl Domains {
     pub fn new(registry: Registry, dns: Dns) -> Self {
-        Self { registry, dns, events: None }
+        Self {
+            registry,
+            dns,
+            settings: ZoneSettings::default(),
+            events: None,
+        }
+    }
+
+    /// How the operator zone is published (TTL, the relay's own records,
+    /// embedded DNS or by hand).
+    pub fn with_zone_settings(mut self, settings: ZoneSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn zone_settings(&self) -> &ZoneSettings {
+        &self.settings
     }
 
     /// Sends `domain.*` events to `log` from now on.
@@ -129,19 +180,116 @@ impl Domains {
     }
 
     /// The operator zone of every registered domain, as a zone-file
-    /// fragment (`herald dns zone`), one commented block per tenant.
+    /// fragment, one commented block per tenant.
     pub fn zone_fragment(&self) -> Result<String, DomainsError> {
-        let mut out = String::new();
+        let content = self.tenant_blocks()?;
+        Ok(content
+            .iter()
+            .map(|b| format!("; {}\n{}", b.comment.join("\n; "), names::zone_fragment(&b.records, self.settings.ttl)))
+            .collect())
+    }
+
+    fn tenant_blocks(&self) -> Result<Vec<zone::Block>, DomainsError> {
+        let mut blocks = Vec::new();
         for record in self.registry.list()? {
-            out.push_str(&format!(
-                "; {} ({}, {})\n",
-                names::tenant_label(record.tenant),
-                record.domain,
-                record.state
-            ));
-            out.push_str(&names::zone_fragment(&self.operator_records(&record)?, ZONE_TTL));
+            blocks.push(zone::Block {
+                comment: vec![format!("{} ({}, {})", names::tenant_label(record.tenant), record.domain, record.state)],
+                records: self.operator_records(&record)?,
+            });
+        }
+        Ok(blocks)
+    }
+
+    /// The whole operator zone: the relay's own block (when configured),
+    /// then every tenant's. What `herald dns zone` prints and the embedded
+    /// DNS server serves.
+    pub fn zone_content(&self) -> Result<ZoneContent, DomainsError> {
+        let mut blocks = Vec::new();
+        if let Some(id) = &self.settings.relay {
+            let public = self.relay_public_keys(id)?;
+            let c = self.registry.config();
+            blocks.push(zone::relay_block(id, &public, &c.zone(), &c.spf_mechanisms, &c.inbound_host));
+        }
+        blocks.extend(self.tenant_blocks()?);
+        Ok(ZoneContent {
+            blocks,
+            ttl: self.settings.ttl,
+        })
+    }
+
+    /// `herald domain rotate`: starts a key rotation of `domain` and checks
+    /// at once whether the new key is visible through the customer's CNAME
+    /// (with the embedded DNS server it is, and signing switches now). When
+    /// a rotation is already waiting for its key, only checks again.
+    pub async fn rotate(&self, domain: &str) -> Result<Rotated, DomainsError> {
+        let record = self.registry.get(domain)?.ok_or_else(|| DomainsError::NotFound(domain.to_string()))?;
+        let record = if record.keys.publishing().is_some() {
+            record
+        } else {
+            let registry = self.registry.clone();
+            let (name, external) = (record.domain.clone(), !self.settings.embedded);
+            // Generating an RSA key is ~100 ms of CPU: off the async workers.
+            tokio::task::spawn_blocking(move || registry.start_rotation(&name, external))
+                .await
+                .map_err(|e| DomainsError::Rotation(e.to_string()))?
+                .map_err(DomainsError::from)?
+        };
+        self.advance_one(&record).await
+    }
+
+    /// Moves one domain's rotation on: checks a publishing key's
+    /// visibility, ends a retention that is over.
+    async fn advance_one(&self, record: &DomainRecord) -> Result<Rotated, DomainsError> {
+        let check = match record.keys.publishing() {
+            Some(index) if self.registry.publishing_key_ready(record) => {
+                let zone = self.registry.config().zone();
+                Some(verify::key_visible(&self.dns, record, &zone, self.registry.keys(), index).await)
+            }
+            _ => None,
+        };
+        let visible = check.as_ref().map(CheckStatus::is_ok);
+        let (record, done) = self.registry.advance_rotation(&record.domain, record.tenant, visible)?;
+        let switched = done.iter().any(|d| matches!(d, rotation::Advanced::Switched { .. }));
+        Ok(Rotated { record, check, switched })
+    }
+
+    /// For the background task: moves every rotation that is due on, and
+    /// starts the scheduled ones (`domains.rotate_every`).
+    pub async fn advance_rotations(&self) -> Result<Vec<Rotated>, DomainsError> {
+        match self.advance_relay_if_due().await {
+            Ok(Some(r)) => tracing::debug!(selector = %r.selector(), switched = r.switched, "relay DKIM key rotation step"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "relay DKIM key rotation step failed"),
+        }
+        let now = self.registry.now_ms();
+        let every = self.rotate_every_ms();
+        let mut out = Vec::new();
+        for record in self.registry.list()? {
+            let scheduled = rotation::scheduled(&record.keys, record.created_ms, now, every)
+                && record.signs_as_customer(now, self.registry.timing().grace_ms);
+            let due = rotation::next_due_ms(&record.keys, record.created_ms, None).is_some_and(|t| t <= now);
+            let result = if scheduled {
+                tracing::info!(domain = %record.domain, "scheduled DKIM key rotation (domains.rotate_every)");
+                self.rotate(&record.domain).await
+            } else if due {
+                self.advance_one(&record).await
+            } else {
+                continue;
+            };
+            match result {
+                Ok(r) => out.push(r),
+                Err(DomainsError::NotFound(_)) => {}
+                Err(e) => tracing::warn!(domain = %record.domain, error = %e, "DKIM key rotation step failed"),
+            }
         }
         Ok(out)
+    }
+
+    fn rotate_every_ms(&self) -> Option<i64> {
+        self.registry
+            .config()
+            .rotate_every()
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// Checks `domain` now, applies the verdict to its state and stores it.
@@ -212,7 +360,21 @@ impl Domains {
     /// When the next check falls due (the earliest `next_check_ms`), for
     /// the background task to sleep until; `None` with no domains.
     pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.registry.list()?.iter().map(|r| r.next_check_ms).min())
+        let every = self.rotate_every_ms();
+        let pace = i64::try_from(self.registry.config().recheck_pending().as_millis()).unwrap_or(i64::MAX);
+        let now = self.registry.now_ms();
+        Ok(self
+            .registry
+            .list()?
+            .iter()
+            .flat_map(|r| {
+                // A key waiting to become visible is checked every `recheck_pending`.
+                let rotation = rotation::next_due_ms(&r.keys, r.created_ms, every)
+                    .map(|t| if r.keys.publishing().is_some() { now.saturating_add(pace) } else { t });
+                [Some(r.next_check_ms), rotation]
+            })
+            .flatten()
+            .min())
     }
 }
 

@@ -11,6 +11,7 @@
 //! someone else's keys.
 
 use super::input::{self, AddError};
+use super::rotation::{self, Advanced, Keys, RotateError};
 use super::names::{self, CustomerRecord};
 use super::state::{self, DomainState, Timing, Transition};
 use crate::clock::SharedClock;
@@ -21,10 +22,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Version of [`DomainRecord`] as stored.
 pub const RECORD_VERSION: u32 = 1;
 const NEXT_TENANT: &[u8] = b"next_tenant";
+const ZONE_SERIAL: &[u8] = b"zone_serial";
+const RELAY_KEYS: &[u8] = b"relay_keys";
 
 /// One customer domain as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +51,10 @@ pub struct DomainRecord {
     /// State changes, oldest first (at most [`state::MAX_HISTORY`]).
     pub history: Vec<Transition>,
     pub created_ms: i64,
+    /// What each selector's key is doing (rotation); absent in records
+    /// from before rotation, which means selector 1 signs.
+    #[serde(default)]
+    pub keys: Keys,
 }
 
 impl DomainRecord {
@@ -64,6 +72,7 @@ impl DomainRecord {
             next_check_ms,
             history: Vec::new(),
             created_ms,
+            keys: Keys::default(),
         }
     }
 
@@ -78,7 +87,7 @@ impl DomainRecord {
 
     /// The selector mail is signed with now.
     pub fn active_selector(&self) -> String {
-        names::active_selector(&self.selector_prefix)
+        self.selectors()[self.keys.active()].clone()
     }
 
     /// `em4821.customer.nl`: the envelope sender's domain when verified.
@@ -119,6 +128,22 @@ pub struct Registry {
     clock: SharedClock,
     config: Arc<DomainsConfig>,
     timing: Timing,
+    /// Counts changes to what the operator zone holds (domains, keys),
+    /// for the embedded DNS server to rebuild and NOTIFY.
+    changes: Arc<watch::Sender<u64>>,
+}
+
+/// Why a rotation step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error("`{0}` is not a registered domain")]
+    NotFound(String),
+    #[error(transparent)]
+    Busy(#[from] RotateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot make a new DKIM key: {0}")]
+    Keys(String),
 }
 
 fn domain_key(domain: &str) -> Vec<u8> {
@@ -146,7 +171,82 @@ impl Registry {
             clock,
             config: Arc::new(config.clone()),
             timing: Timing::from_config(config),
+            changes: Arc::new(watch::Sender::new(0)),
         })
+    }
+
+    /// Notified whenever the operator zone's content may have changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The change counter now (see [`Registry::subscribe`]).
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
+    /// The operator zone's SOA serial for content `digest`: the stored one
+    /// while the digest is the same, else `next(old serial)`, stored with
+    /// the new digest (so the serial survives restarts and only moves when
+    /// the records do).
+    pub fn zone_serial(&self, digest: u64, next: impl Fn(u32) -> u32) -> Result<u32, StoreError> {
+        let read = |v: Option<&[u8]>| -> (u32, Option<u64>) {
+            match v.and_then(|b| <[u8; 12]>::try_from(b).ok()) {
+                Some(b) => (
+                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                    Some(u64::from_be_bytes([b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11]])),
+                ),
+                None => (0, None),
+            }
+        };
+        let new = self.tree.update_and_fetch(ZONE_SERIAL, |old| {
+            let (serial, stored) = read(old);
+            let serial = if stored == Some(digest) { serial } else { next(serial) };
+            Some([serial.to_be_bytes().as_slice(), &digest.to_be_bytes()].concat())
+        })?;
+        Ok(read(new.as_deref()).0)
+    }
+
+    /// The key phases of the relay's own two selectors (see
+    /// [`super::relay_key`]); the default before any rotation.
+    pub fn relay_keys(&self) -> Result<Keys, StoreError> {
+        match self.tree.get(RELAY_KEYS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: "relay_keys".into(),
+                reason: e.to_string(),
+            }),
+            None => Ok(Keys::default()),
+        }
+    }
+
+    /// Changes the relay's key phases with `change` (compare-and-swap).
+    pub fn update_relay_keys(&self, mut change: impl FnMut(&mut Keys)) -> Result<Keys, StoreError> {
+        loop {
+            let old = self.tree.get(RELAY_KEYS)?;
+            let mut keys: Keys = match &old {
+                Some(bytes) => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+                    key: "relay_keys".into(),
+                    reason: e.to_string(),
+                })?,
+                None => Keys::default(),
+            };
+            change(&mut keys);
+            let bytes = serde_json::to_vec(&keys).expect("key phases always serialise");
+            if self.tree.compare_and_swap(RELAY_KEYS, old, Some(bytes))?.is_ok() {
+                self.changed();
+                return Ok(keys);
+            }
+        }
+    }
+
+    /// Tells the embedded DNS server the zone may have changed (a key
+    /// written outside [`Registry`]'s own methods).
+    pub fn touch(&self) {
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn config(&self) -> &DomainsConfig {
@@ -217,6 +317,7 @@ impl Registry {
         });
         match result {
             Ok(()) => {
+                self.changed();
                 tracing::info!(domain = %record.domain, tenant = record.tenant, return_path = %record.return_path_host(), "domain added (pending)");
                 Ok(record)
             }
@@ -275,6 +376,7 @@ impl Registry {
             for selector in r.selectors() {
                 self.keys.remove(&r.domain, &selector)?;
             }
+            self.changed();
             tracing::info!(domain = %r.domain, tenant = r.tenant, state = %r.state, "domain removed, with its DKIM keys");
         }
         Ok(removed)
@@ -290,6 +392,7 @@ impl Registry {
             let mut record = DomainRecord::decode(&key, &old)?;
             change(&mut record);
             if self.tree.compare_and_swap(&key, Some(&old), Some(record.encode()))?.is_ok() {
+                self.changed();
                 return Ok(Some(record));
             }
         }
@@ -327,19 +430,105 @@ impl Registry {
         Ok(crate::policy::decide(from_domain, covering))
     }
 
-    /// `(selector, base64 public key)` for both selectors of `record`.
+    /// `(selector, base64 public key)` for each selector of `record` whose
+    /// key is published; a withdrawn one with an empty key when
+    /// `domains.revoke_withdrawn` (published as `p=`), else left out.
     pub fn public_keys(&self, record: &DomainRecord) -> Result<Vec<(String, String)>, String> {
-        record
-            .selectors()
-            .into_iter()
-            .map(|selector| {
-                let key = self
-                    .keys
-                    .get(&record.domain, &selector)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("no DKIM key {selector} for {}", record.domain))?;
-                Ok((selector, crate::dkim::public_key_b64(&key.der()?)?))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (index, selector) in record.selectors().into_iter().enumerate() {
+            if !record.keys.published(index) {
+                if self.config.revoke_withdrawn {
+                    out.push((selector, String::new()));
+                }
+                continue;
+            }
+            let key = self
+                .keys
+                .get(&record.domain, &selector)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no DKIM key {selector} for {}", record.domain))?;
+            out.push((selector, crate::dkim::public_key_b64(&key.der()?)?));
+        }
+        Ok(out)
     }
-}
+
+    /// Starts a key rotation of `domain` (see [`rotation`]): a fresh key
+    /// for the idle selector, stored and published. `external` says the
+    /// operator publishes the zone by hand (for the history's words).
+    pub fn start_rotation(&self, domain: &str, external: bool) -> Result<DomainRecord, RotationError> {
+        let current = self.get(domain)?.ok_or_else(|| RotationError::NotFound(domain.to_string()))?;
+        // Refused early, before spending a key generation on it.
+        rotation::start(&mut current.keys.clone(), &current.selectors(), 0, external)?;
+        let now = self.clock.now_ms();
+        let idle = current.selectors()[1 - current.keys.active()].clone();
+        let key = KeyStore::fresh(&current.domain, &idle, now).map_err(RotationError::Keys)?;
+        let mut refused = None;
+        let stored = self.update(&current.domain, |r| {
+            refused = None;
+            if r.tenant != current.tenant {
+                refused = Some(RotationError::NotFound(current.domain.clone()));
+                return;
+            }
+            let selectors = r.selectors();
+            if let Err(e) = rotation::start(&mut r.keys, &selectors, now, external) {
+                refused = Some(e.into());
+            }
+        })?;
+        if let Some(e) = refused {
+            return Err(e);
+        }
+        let stored = stored.ok_or_else(|| RotationError::NotFound(current.domain.clone()))?;
+        // The record says "publishing" a moment before the key is there;
+        // `visible_key_is_new` keeps a check in that moment from counting.
+        self.keys.replace(&key).map_err(RotationError::Keys)?;
+        self.changed();
+        tracing::info!(domain = %stored.domain, selector = %idle, "DKIM key rotation started: new key published");
+        Ok(stored)
+    }
+
+    /// Whether the stored key of the publishing selector is the rotation's
+    /// new one (made at or after the rotation started).
+    pub fn publishing_key_ready(&self, record: &DomainRecord) -> bool {
+        let Some(index) = record.keys.publishing() else { return false };
+        let since = match record.keys.phases()[index] {
+            rotation::KeyPhase::Publishing { since_ms } => since_ms,
+            _ => return false,
+        };
+        let selector = &record.selectors()[index];
+        matches!(self.keys.get(&record.domain, selector), Ok(Some(k)) if k.created_ms >= since)
+    }
+
+    /// Moves the rotation of `domain` on ([`rotation::advance`]);
+    /// `visible`: whether the new key resolves through the customer's
+    /// CNAME now. Withdrawn keys are deleted.
+    pub fn advance_rotation(&self, domain: &str, tenant: u64, visible: Option<bool>) -> Result<(DomainRecord, Vec<Advanced>), RotationError> {
+        let now = self.clock.now_ms();
+        let retention = i64::try_from(self.config.key_retention().as_millis()).unwrap_or(i64::MAX);
+        let revoke = self.config.revoke_withdrawn;
+        let mut done = Vec::new();
+        let stored = self.update(domain, |r| {
+            let selectors = r.selectors();
+            done = if r.tenant == tenant {
+                rotation::advance(&mut r.keys, &selectors, visible, now, retention, revoke)
+            } else {
+                Vec::new()
+            };
+        })?;
+        let stored = stored
+            .filter(|r| r.tenant == tenant)
+            .ok_or_else(|| RotationError::NotFound(domain.to_string()))?;
+        for step in &done {
+            match step {
+                Advanced::Switched { to } => {
+                    tracing::info!(domain = %stored.domain, selector = %stored.selectors()[*to], "DKIM signing switched to the new key")
+                }
+                Advanced::Withdrawn { index } => {
+                    let selector = &stored.selectors()[*index];
+                    self.keys.remove(&stored.domain, selector)?;
+                    self.changed();
+                    tracing::info!(domain = %stored.domain, selector = %selector, revoked = revoke, "old DKIM key withdrawn");
+                }
+            }
+        }
+        Ok((stored, done))
+    }}

@@ -20,6 +20,7 @@
 
 use super::names::{CustomerRecord, same_host};
 use super::registry::DomainRecord;
+use super::rotation::KeyPhase;
 use crate::dkim::KeyStore;
 use crate::dns::{Dns, DnsError};
 use serde::{Deserialize, Serialize};
@@ -204,14 +205,23 @@ pub fn overall<'a>(statuses: impl IntoIterator<Item = &'a CheckStatus>) -> Overa
 
 /// Checks the three records of `record` against operator zone `zone` and
 /// the DKIM keys in `keys`. Read-only.
+///
+/// The key at the end of a DKIM CNAME is compared for the selector that
+/// signs, and for the spare one while no rotation is under way. During a
+/// rotation the other selector's key is new (not visible yet), retained
+/// or withdrawn: only its CNAME is checked, so a rotation never makes a
+/// domain `failing`.
 pub async fn verify(dns: &Dns, record: &DomainRecord, zone: &str, keys: &KeyStore) -> Verification {
     let [rp, k1, k2] = record.customer_records(zone);
-    let key1 = expected_key(keys, &record.domain, &k1);
-    let key2 = expected_key(keys, &record.domain, &k2);
+    let compare = |index: usize, r: &CustomerRecord| {
+        let phase = record.keys.phases()[index];
+        matches!(phase, KeyPhase::Active | KeyPhase::Standby).then(|| expected_key(keys, &record.domain, r))
+    };
+    let (key1, key2) = (compare(0, &k1), compare(1, &k2));
     let (s0, s1, s2) = tokio::join!(
         check(dns, &record.domain, &rp, None),
-        check(dns, &record.domain, &k1, Some(key1)),
-        check(dns, &record.domain, &k2, Some(key2))
+        check(dns, &record.domain, &k1, key1),
+        check(dns, &record.domain, &k2, key2)
     );
     let rows = [(rp, s0), (k1, s1), (k2, s2)];
     Verification::new(
@@ -224,6 +234,13 @@ pub async fn verify(dns: &Dns, record: &DomainRecord, zone: &str, keys: &KeyStor
             })
             .collect(),
     )
+}
+
+/// Whether the key herald holds for selector `index` of `record` resolves
+/// through the customer's own CNAME (the rotation's visibility check).
+pub async fn key_visible(dns: &Dns, record: &DomainRecord, zone: &str, keys: &KeyStore, index: usize) -> CheckStatus {
+    let r = &record.customer_records(zone)[1 + index.min(1)];
+    check(dns, &record.domain, r, Some(expected_key(keys, &record.domain, r))).await
 }
 
 /// The base64 public key herald holds for a DKIM record; an error text

@@ -19,26 +19,49 @@ pub struct Preparer {
     pub dns: Dns,
     pub keys: KeyStore,
     pub clock: crate::clock::SharedClock,
-    signers: Mutex<HashMap<(String, String), Signer>>,
+    signers: Mutex<HashMap<(String, String), (String, Signer)>>,
     pool: SignPool,
+    /// The relay's signing selector now (it changes with key rotation);
+    /// `identity.dkim_selector` when not set.
+    relay_selector: Option<RelaySelector>,
 }
+
+/// Tells which selector the relay's own key signs with now.
+pub type RelaySelector = Box<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Preparer {
     pub fn new(hostname: String, identity: IdentityConfig, dns: Dns, keys: KeyStore, clock: crate::clock::SharedClock) -> Self {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
-        Self { hostname, identity, dns, keys, clock, signers: Mutex::new(HashMap::new()), pool: SignPool::new(threads) }
+        Self { hostname, identity, dns, keys, clock, signers: Mutex::new(HashMap::new()), pool: SignPool::new(threads), relay_selector: None }
+    }
+
+    /// Where the relay's current selector comes from (the domain
+    /// registry, which rotates it).
+    pub fn with_relay_selector(mut self, selector: RelaySelector) -> Self {
+        self.relay_selector = Some(selector);
+        self
+    }
+
+    /// The selector the relay's own signature uses now.
+    pub fn relay_selector(&self) -> String {
+        self.relay_selector.as_ref().and_then(|f| f()).unwrap_or_else(|| self.identity.dkim_selector.clone())
     }
 
     /// The signer for `domain`/`selector`, from memory or the key store
-    /// (the relay's own key is generated on first use).
+    /// (the relay's own key is generated on first use). The stored key is
+    /// read every time (one sled lookup): key rotation replaces the key
+    /// behind a selector, and the parsed signer is only reused while the
+    /// stored key is the same.
     pub fn signer(&self, domain: &str, selector: &str) -> Result<Signer, String> {
         let k = (domain.to_string(), selector.to_string());
-        if let Some(s) = self.signers.lock().map_err(|_| "signer cache poisoned")?.get(&k) {
+        let stored = self.keys.get_or_create(domain, selector, self.clock.now_ms())?;
+        if let Some((pkcs8, s)) = self.signers.lock().map_err(|_| "signer cache poisoned")?.get(&k)
+            && *pkcs8 == stored.pkcs8
+        {
             return Ok(s.clone());
         }
-        let stored = self.keys.get_or_create(domain, selector, self.clock.now_ms())?;
         let signer = Signer::new(domain, selector, &stored.der()?)?;
-        self.signers.lock().map_err(|_| "signer cache poisoned")?.insert(k, signer.clone());
+        self.signers.lock().map_err(|_| "signer cache poisoned")?.insert(k, (stored.pkcs8, signer.clone()));
         Ok(signer)
     }
 
@@ -75,7 +98,7 @@ impl Preparer {
             identity = Identity::Relay;
         }
         let (sign_domain, selector) = match &identity {
-            Identity::Relay => (self.identity.domain.clone(), self.identity.dkim_selector.clone()),
+            Identity::Relay => (self.identity.domain.clone(), self.relay_selector()),
             Identity::Customer { domain, selector, .. } => (domain.clone(), selector.clone()),
         };
         let envelope_from = if record.is_dsn { String::new() } else { policy::envelope_sender(&identity, &self.identity.bounce_domain, &record.id) };

@@ -8,6 +8,12 @@
 //! UDP answers larger than the client's EDNS payload size (512 bytes
 //! without EDNS) go out truncated with TC set, so the client retries over
 //! TCP (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+//!
+//! A zone can be handed to another server ([`TestDns::delegate`]): queries
+//! at or below it, and CNAME chains that lead into it, are answered by
+//! asking that server (as a recursive resolver would after following the
+//! NS delegation), so customers' CNAMEs here can point into the relay's
+//! embedded DNS server.
 
 use hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
@@ -36,6 +42,8 @@ struct State {
     records: Vec<Record>,
     servfail: HashSet<String>,
     tcp_queries: usize,
+    /// Zones answered by another server: (lowercase absolute zone, server).
+    delegated: Vec<(String, SocketAddr)>,
 }
 
 impl TestDns {
@@ -66,6 +74,12 @@ impl TestDns {
     /// Names answered with SERVFAIL for every type (exact name, case-insensitive).
     pub fn servfail(&self, name: &str) {
         self.lock().servfail.insert(key(&parse_name(name)));
+    }
+
+    /// Answers names at or below `zone` by asking the server at `server`
+    /// (UDP, then TCP when truncated).
+    pub fn delegate(&self, zone: &str, server: SocketAddr) {
+        self.lock().delegated.push((key(&parse_name(zone)), server));
     }
 
     /// Forgets every [`TestDns::servfail`] name.
@@ -120,7 +134,7 @@ async fn serve_udp(socket: UdpSocket, state: Arc<Mutex<State>>) {
         let Ok((len, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
-        if let Some(reply) = respond(&buf[..len], &state, true) {
+        if let Some(reply) = respond(&buf[..len], &state, true).await {
             let _ = socket.send_to(&reply, peer).await;
         }
     }
@@ -150,7 +164,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         if stream.read_exact(&mut query).await.is_err() {
             return;
         }
-        let Some(reply) = respond(&query, &state, false) else { return };
+        let Some(reply) = respond(&query, &state, false).await else { return };
         let Ok(reply_len) = u16::try_from(reply.len()) else { return };
         let mut framed = reply_len.to_be_bytes().to_vec();
         framed.extend_from_slice(&reply);
@@ -161,7 +175,7 @@ async fn serve_connection(mut stream: TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// The wire reply to one wire query, or `None` for garbage.
-fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
+async fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if request.metadata.message_type != MessageType::Query {
         return None;
@@ -177,9 +191,22 @@ fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
     }
     match (request.metadata.op_code, request.queries.as_slice()) {
         (OpCode::Query, [q]) => {
-            let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            state.tcp_queries += usize::from(!udp);
-            let (code, answers) = answer(&state, q.name(), q.query_type());
+            let (mut code, mut answers, forward) = {
+                let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.tcp_queries += usize::from(!udp);
+                answer(&state, q.name(), q.query_type())
+            };
+            if let Some((name, server)) = forward {
+                match ask(server, &name, q.query_type()).await {
+                    Some(reply) => {
+                        if answers.is_empty() {
+                            code = reply.metadata.response_code;
+                        }
+                        answers.extend(reply.answers);
+                    }
+                    None => code = ResponseCode::ServFail,
+                }
+            }
             response.metadata.authoritative = code != ResponseCode::ServFail;
             response.metadata.response_code = code;
             response.add_answers(answers);
@@ -195,8 +222,73 @@ fn respond(query: &[u8], state: &Mutex<State>, udp: bool) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Response code and answer records for one question.
-fn answer(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<Record>) {
+/// Asks `server` one question as a resolver would: UDP with EDNS, TCP
+/// when the answer was truncated; bounded by timeouts.
+async fn ask(server: SocketAddr, name: &Name, qtype: RecordType) -> Option<Message> {
+    let wait = std::time::Duration::from_secs(2);
+    let mut query = Message::query();
+    query.metadata.id = rand_id();
+    query.add_query(hickory_resolver::proto::op::Query::query(name.clone(), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    query.set_edns(edns);
+    let bytes = query.to_vec().ok()?;
+    let udp = UdpSocket::bind("127.0.0.1:0").await.ok()?;
+    udp.send_to(&bytes, server).await.ok()?;
+    let mut buf = vec![0u8; 65_535];
+    let len = tokio::time::timeout(wait, udp.recv(&mut buf)).await.ok()?.ok()?;
+    let reply = Message::from_vec(&buf[..len]).ok()?;
+    if !reply.metadata.truncation {
+        return Some(reply);
+    }
+    let mut tcp = tokio::time::timeout(wait, TcpStream::connect(server)).await.ok()?.ok()?;
+    let mut framed = u16::try_from(bytes.len()).ok()?.to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    tcp.write_all(&framed).await.ok()?;
+    let len = tokio::time::timeout(wait, tcp.read_u16()).await.ok()?.ok()?;
+    let mut body = vec![0u8; usize::from(len)];
+    tokio::time::timeout(wait, tcp.read_exact(&mut body)).await.ok()?.ok()?;
+    Message::from_vec(&body).ok()
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish() as u16
+}
+
+/// The server a name at or below a delegated zone is asked at.
+fn delegated_to(state: &State, name: &Name) -> Option<SocketAddr> {
+    let k = key(name);
+    state
+        .delegated
+        .iter()
+        .find(|(zone, _)| k == *zone || k.ends_with(&format!(".{zone}")))
+        .map(|(_, server)| *server)
+}
+
+/// Response code and answer records for one question, and the name (with
+/// its server) still to be asked elsewhere when the chain leads into a
+/// delegated zone.
+fn answer(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<Record>, Option<(Name, SocketAddr)>) {
+    let (code, answers) = answer_here(state, qname, qtype);
+    let last = answers.last().and_then(|r| match &r.data {
+        RData::CNAME(CNAME(target)) if qtype != RecordType::CNAME => Some(target.clone()),
+        _ => None,
+    });
+    let next = match (answers.is_empty(), last) {
+        (true, _) => Some(qname.clone()),
+        (false, Some(target)) => Some(target),
+        (false, None) => None,
+    };
+    match next.and_then(|n| delegated_to(state, &n).map(|server| (n, server))) {
+        Some(forward) => (ResponseCode::NoError, answers, Some(forward)),
+        None => (code, answers, None),
+    }
+}
+
+fn answer_here(state: &State, qname: &Name, qtype: RecordType) -> (ResponseCode, Vec<Record>) {
     if state.servfail.contains(&key(qname)) {
         return (ResponseCode::ServFail, Vec::new());
     }

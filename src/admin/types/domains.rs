@@ -122,6 +122,12 @@ pub struct DomainV1 {
     /// Return path, DKIM selector 1, DKIM selector 2.
     pub customer_records: Vec<CustomerRecordV1>,
     pub operator_records: Vec<OperatorRecordV1>,
+    /// Each selector's DKIM key and what it is doing (rotation).
+    #[serde(default)]
+    pub keys: Vec<super::KeyV1>,
+    /// DKIM key rotation steps, oldest first.
+    #[serde(default)]
+    pub key_history: Vec<super::KeyStepV1>,
 }
 
 /// `GET /api/domains`: every registered domain, sorted by name.
@@ -293,6 +299,8 @@ impl DomainV1 {
             history: r.history.iter().map(TransitionV1::from).collect(),
             customer_records: customer.iter().map(CustomerRecordV1::from).collect(),
             operator_records: operator.iter().map(OperatorRecordV1::from).collect(),
+            keys: super::rotation::keys(r),
+            key_history: r.keys.steps.iter().map(super::KeyStepV1::from).collect(),
         }
     }
 }

@@ -18,12 +18,14 @@
 
 mod domains;
 mod queue;
+mod rotation;
 mod session;
 
 pub use domains::{
     AddDomainV1, CheckStatusV1, CustomerRecordV1, DomainListV1, DomainStateV1, DomainV1, OperatorRecordV1, OverallV1, RecordCheckV1,
     TransitionV1, VerificationV1,
 };
+pub use rotation::{KeyStepV1, KeyV1, RotationV1};
 pub use crate::inspect::types::{DkimCheckV1, DmarcCheckV1, IdentityV1, InspectRequestV1, InspectV1, SpfCheckV1, StoredV1};
 pub use session::{SessionV1, SignInV1};
 pub use queue::{AttemptV1, MessageSearchV1, MessageStateV1, MessageV1, OutcomeV1, QueueListV1, QueueSummaryV1, RcptStatusV1, RecipientV1};
