@@ -30,7 +30,13 @@ pub fn write_config_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
 /// Starts `herald serve --config FILE`; its log goes to `relay.log` beside
 /// the config (appended across restarts).
 pub fn spawn(config: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(config.with_file_name("relay.log")).unwrap();
+    spawn_logging_to(config, &config.with_file_name("relay.log"))
+}
+
+/// [`spawn`], with the log in `log` (for a relay whose own folder is on a
+/// filesystem a test fills up).
+pub fn spawn_logging_to(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--config"])
         .arg(config)
