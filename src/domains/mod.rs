@@ -11,7 +11,7 @@
 //! - [`state`]: the state machine and check schedule, pure.
 //! - [`rotation`]: DKIM key rotation between the two selectors, pure.
 //! - [`zone`]: the operator zone's content, for `herald dns zone` and the
-//!   embedded DNS server ([`crate::dns_server`]).
+//!   embedded DNS server (the `dns_server` module).
 //!
 //! [`Domains`] bundles registry, resolver and configuration for the API,
 //! the CLI and the background re-check task.
