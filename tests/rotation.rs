@@ -200,6 +200,10 @@ async fn rotation_moves_signing_to_a_fresh_key_with_mail_verifying_at_every_step
     );
     let (ok, text, err) = support::run_herald(["domain", "show", "customer.test", "--api", &w.base(), "--token", TOKEN].map(String::from).to_vec()).await;
     assert!(ok && text.contains("key rotation:") && text.contains("signing switched from hr2 to hr1"), "{text}{err}");
+    // Every step is an event too, in order.
+    let page = w.api(|c| c.events("type=domain.key_rotation&domain=customer.test")).await.unwrap().value;
+    let steps: Vec<String> = page.events.iter().map(|e| e.reasons[0].split(':').next().unwrap().to_string()).collect();
+    assert_eq!(steps, ["published hr2", "switched hr2", "revoked hr1", "published hr1", "switched hr1"], "{page:?}");
 
     // The customer's records never changed.
     assert_eq!(shown.customer_records, added.customer_records);

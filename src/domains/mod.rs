@@ -223,6 +223,7 @@ impl Domains {
     /// a rotation is already waiting for its key, only checks again.
     pub async fn rotate(&self, domain: &str) -> Result<Rotated, DomainsError> {
         let record = self.registry.get(domain)?.ok_or_else(|| DomainsError::NotFound(domain.to_string()))?;
+        let before = record.keys.steps.clone();
         let record = if record.keys.publishing().is_some() {
             record
         } else {
@@ -234,7 +235,29 @@ impl Domains {
                 .map_err(|e| DomainsError::Rotation(e.to_string()))?
                 .map_err(DomainsError::from)?
         };
+        self.emit_steps(&before, &record);
         self.advance_one(&record).await
+    }
+
+    /// A `domain.key_rotation` event for each step `after` holds that
+    /// `before` did not (the steps are stored with the record just before).
+    fn emit_steps(&self, before: &[rotation::KeyStep], after: &DomainRecord) {
+        let Some(store) = &self.events else { return };
+        let events: Vec<crate::events::Event> = after
+            .keys
+            .steps
+            .iter()
+            .filter(|s| !before.contains(s))
+            .map(|s| {
+                let mut e = crate::events::Event::new(crate::events::EventKind::DomainKeyRotation, s.at_ms);
+                e.domain = Some(after.domain.clone());
+                e.reasons = vec![format!("{} {}: {}", s.step, s.selector, s.detail)];
+                e
+            })
+            .collect();
+        if let Err(err) = store.events().apply(sled::Batch::default(), events) {
+            tracing::error!(domain = %after.domain, error = %err, "cannot record the key rotation events");
+        }
     }
 
     /// Moves one domain's rotation on: checks a publishing key's
@@ -248,7 +271,10 @@ impl Domains {
             _ => None,
         };
         let visible = check.as_ref().map(CheckStatus::is_ok);
+        let before = record.keys.steps.clone();
         let (record, done) = self.registry.advance_rotation(&record.domain, record.tenant, visible)?;
+        self.emit_steps(&before, &record);
+        self.events_durable().await;
         let switched = done.iter().any(|d| matches!(d, rotation::Advanced::Switched { .. }));
         Ok(Rotated { record, check, switched })
     }

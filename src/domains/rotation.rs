@@ -130,11 +130,7 @@ impl Keys {
     }
 
     fn step(&mut self, at_ms: i64, selector: &str, step: &str, detail: String) {
-        // Events hook: the events module (main) has no rotation kind yet.
-        // When it has (e.g. `domain.key_rotated`), emit one per step from
-        // where the step is stored — `Registry::start_rotation` and
-        // `Registry::advance_rotation`, through `Domains::emit` — so the
-        // event is written with the record change.
+        // Each step becomes a `domain.key_rotation` event (Domains::emit_steps).
         self.steps.push(KeyStep {
             at_ms,
             selector: selector.to_string(),

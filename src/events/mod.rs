@@ -37,6 +37,9 @@ pub enum EventKind {
     DomainFailing,
     #[serde(rename = "domain.unverified")]
     DomainUnverified,
+    /// A step of a DKIM key rotation: published, switched, withdrawn, revoked.
+    #[serde(rename = "domain.key_rotation")]
+    DomainKeyRotation,
     /// A recipient was put on the suppression list (or taken off).
     #[serde(rename = "suppression.added")]
     SuppressionAdded,
@@ -48,7 +51,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Accepted,
         EventKind::Delivered,
         EventKind::Deferred,
@@ -59,6 +62,7 @@ impl EventKind {
         EventKind::DomainVerified,
         EventKind::DomainFailing,
         EventKind::DomainUnverified,
+        EventKind::DomainKeyRotation,
         EventKind::SuppressionAdded,
         EventKind::SuppressionRemoved,
         EventKind::Test,
@@ -76,6 +80,7 @@ impl EventKind {
             EventKind::DomainVerified => "domain.verified",
             EventKind::DomainFailing => "domain.failing",
             EventKind::DomainUnverified => "domain.unverified",
+            EventKind::DomainKeyRotation => "domain.key_rotation",
             EventKind::SuppressionAdded => "suppression.added",
             EventKind::SuppressionRemoved => "suppression.removed",
             EventKind::Test => "webhook.test",
