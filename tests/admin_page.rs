@@ -398,3 +398,28 @@ fn session_cookie_csrf_and_headers() {
     assert_eq!(status(agent.delete(&format!("{base}/api/session")).set("Cookie", &session).set("X-Herald-CSRF", &csrf).call()), 204);
     assert_eq!(status(agent.get(&format!("{base}/api/domains")).set("Cookie", &session).call()), 401);
 }
+
+/// The suppression list on the page: a hard-bounced address with its
+/// cause, removed with a confirmed click, and then accepted again.
+#[test]
+fn suppressions_are_listed_and_removed_from_the_page() {
+    let rt = Runtime::new().unwrap();
+    let w = start(&rt, |_| {});
+    publish(&w, "");
+    let id = submit(&rt, &w, "reject-me@dest.test", "");
+    rt.block_on(w.finished(&id));
+    let b = Browser::start(DESKTOP.0, DESKTOP.1);
+    sign_in(&b, &w);
+    b.click("#nav-suppressions");
+    b.wait_text("#view h1", "Suppressions");
+    let listed = b.wait_text("#suppressions", "reject-me@dest.test");
+    assert!(listed.contains("invalid recipient") && listed.contains("550 5.1.1"), "{listed}");
+    b.full_screenshot("12-suppressions", DESKTOP.0);
+    b.click("[data-remove='reject-me@dest.test']");
+    b.click("[data-confirm='reject-me@dest.test']");
+    b.wait_text("#view", "accepted again");
+    assert!(b.try_find("#no-suppressions").is_some(), "{}", b.body_text());
+    let left = client(&w).suppressions("").unwrap().value;
+    assert!(left.suppressions.is_empty(), "{left:?}");
+    assert_eq!(pwned(&b), serde_json::Value::Null);
+}

@@ -32,6 +32,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("customer.js", "text/javascript; charset=utf-8", include_str!("assets/customer.js")),
     ("messages.js", "text/javascript; charset=utf-8", include_str!("assets/messages.js")),
     ("events.js", "text/javascript; charset=utf-8", include_str!("assets/events.js")),
+    ("suppressions.js", "text/javascript; charset=utf-8", include_str!("assets/suppressions.js")),
     ("favicon.svg", "image/svg+xml", include_str!("assets/favicon.svg")),
 ];
 

@@ -1,11 +1,12 @@
 // The admin page: sign-in, the navigation between views (`#/domains`,
-// `#/domains/<name>`, `#/messages/<query>`, `#/events`, `#/zone`), and the operator zone.
+// `#/domains/<name>`, `#/messages/<query>`, `#/events`, `#/suppressions`, `#/zone`), and the operator zone.
 
 import { getText, loadSession, signIn, signOut, whenSignedOut } from './api.js';
 import { copyButton, el, notice, show } from './dom.js';
 import { domainList, domainPage } from './domains.js';
 import { eventsPage } from './events.js';
 import { messagesPage } from './messages.js';
+import { suppressionsPage } from './suppressions.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,6 +47,7 @@ async function route() {
     if (section === 'messages') await messagesPage(view, arg);
     else if (section === 'zone') await zonePage(view);
     else if (section === 'events') await eventsPage(view);
+    else if (section === 'suppressions') await suppressionsPage(view);
     else if (section === 'domains' && arg) await domainPage(view, arg);
     else await domainList(view);
   } catch (e) {
