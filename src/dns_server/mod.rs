@@ -116,10 +116,8 @@ impl DnsServer {
         let mut addrs = Vec::new();
         for (i, addr) in config.socket_addrs().into_iter().enumerate() {
             let at = |e: std::io::Error| format!("`dns_server.addresses[{i}]`: cannot listen on {addr}: {e}");
-            let udp = tokio::net::UdpSocket::bind(addr).await.map_err(at)?;
-            // Port 0: TCP on the port the kernel gave UDP.
+            let (udp, tcp) = bind_pair(addr).await.map_err(at)?;
             let bound = udp.local_addr().map_err(at)?;
-            let tcp = tokio::net::TcpListener::bind(bound).await.map_err(at)?;
             server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, 64);
             tracing::info!(address = %bound, zone = %zone_name, "embedded DNS server answering (UDP and TCP)");
@@ -136,4 +134,20 @@ impl DnsServer {
         }
         let _ = self.notifier.await;
     }
+}
+
+/// UDP and TCP sockets on the same address. With port 0 the kernel picks
+/// the UDP port, and that port may already be taken for TCP by someone
+/// else: then another port is tried (a few times).
+async fn bind_pair(addr: SocketAddr) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let tries = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..tries {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
 }
