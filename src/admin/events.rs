@@ -1,6 +1,7 @@
 //! Events and webhooks over HTTP: the event log with a resumable cursor,
 //! each webhook endpoint's state, and a test delivery.
 
+use super::inspect::percent_decode;
 use super::{AdminState, ApiError};
 use crate::events::{Event, EventId, EventPageV1, TypeFilter};
 use crate::webhooks::{WebhookStatusV1, WebhookTestV1};
@@ -58,28 +59,6 @@ impl EventQuery {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// `GET /api/events`: durable events after the cursor, oldest first.
 pub(super) async fn list(State(s): State<Arc<AdminState>>, RawQuery(query): RawQuery) -> Result<Json<EventPageV1>, ApiError> {
