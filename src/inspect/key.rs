@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use crate::tls::der::tlv;
 
 /// The least RSA key length receivers accept (RFC 8301).
 pub const MIN_RSA_BITS: u32 = 1024;
@@ -50,26 +51,6 @@ pub fn rsa_bits(p: &str) -> Option<u32> {
     Some(n.len() as u32 * 8 - n[0].leading_zeros())
 }
 
-/// One DER tag-length-value: (tag, content, what follows).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *data.first()?;
-    let first = *data.get(1)?;
-    let (len, start) = if first < 0x80 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *data.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = start.checked_add(len)?;
-    Some((tag, data.get(start..end)?, data.get(end..)?))
-}
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //!
 //! One crypto provider for the whole relay: aws-lc-rs (also behind DKIM).
 
+pub mod der;
 pub mod selfsigned;
 
 use rustls_pki_types::pem::PemObject;

@@ -4,6 +4,7 @@
 //! — and only it — is made again once expired.
 
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, date_time_ymd};
+use super::der::tlv;
 
 /// Organization name that marks a certificate as herald's own.
 pub const MARK: &str = "herald self-signed";
@@ -105,26 +106,6 @@ fn time(tag: u8, bytes: &[u8]) -> Option<i64> {
     Some(days * 86_400 + field(4)? * 3600 + field(6)? * 60 + field(8)?)
 }
 
-/// One DER tag-length-value: (tag, content, what follows).
-fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let tag = *data.first()?;
-    let first = *data.get(1)?;
-    let (len, start) = if first < 0x80 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *data.get(2 + i)? as usize;
-        }
-        (len, 2 + n)
-    };
-    let end = start.checked_add(len)?;
-    Some((tag, data.get(start..end)?, data.get(end..)?))
-}
 
 #[cfg(test)]
 mod tests {
