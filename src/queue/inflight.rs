@@ -85,14 +85,19 @@ impl InFlight {
         let expired = now >= record.received_ms + core.lifetime_ms;
         let mut events = Vec::new();
         for r in results {
-            if !record.is_dsn && r.rcpt < record.recipients.len() {
-                events.push(outcome_event(&record, &r, expired, now));
-                if r.outcome != Outcome::Delivered {
-                    let bounce = crate::bounce::classify(&r.reply, r.outcome == Outcome::Permanent);
+            if r.rcpt >= record.recipients.len() {
+                continue;
+            }
+            // Classified once, here; the event and the suppression list
+            // take the attempt's class.
+            let attempt = Attempt::new(now, r.host.clone(), r.outcome, r.reply.clone());
+            if !record.is_dsn {
+                events.push(outcome_event(&record, &r, attempt.bounce, expired, now));
+                if let Some(bounce) = attempt.bounce {
                     events.extend(core.note_failure(&record, r.rcpt, bounce, &r.reply, "delivery", now));
                 }
             }
-            let Some(rcpt) = record.recipients.get_mut(r.rcpt) else { continue };
+            let rcpt = &mut record.recipients[r.rcpt];
             rcpt.status = match (r.outcome, expired) {
                 (Outcome::Delivered, _) => RcptStatus::Delivered,
                 (Outcome::Permanent, _) => RcptStatus::Failed,
@@ -104,7 +109,7 @@ impl InFlight {
                 RcptStatus::Deferred => tracing::info!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, "deferred"),
                 _ => tracing::warn!(msg_id = %self.id, rcpt = %rcpt.address, host = %r.host, reply = %r.reply, status = ?rcpt.status, "failed"),
             }
-            rcpt.attempts.push(Attempt::new(now, r.host, r.outcome, r.reply));
+            rcpt.attempts.push(attempt);
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
         let written = if last {
@@ -135,14 +140,14 @@ impl InFlight {
 }
 
 /// The event for one recipient's result from one attempt.
-fn outcome_event(record: &MessageRecord, r: &JobOutcome, expired: bool, now: i64) -> Event {
+fn outcome_event(record: &MessageRecord, r: &JobOutcome, bounce: Option<crate::bounce::Bounce>, expired: bool, now: i64) -> Event {
     let kind = match (r.outcome, expired) {
         (Outcome::Delivered, _) => EventKind::Delivered,
         (Outcome::Temporary, false) => EventKind::Deferred,
         (Outcome::Permanent, _) | (Outcome::Temporary, true) => EventKind::Failed,
     };
     let mut e = record.rcpt_event(r.rcpt, kind, now);
-    e.bounce = (kind != EventKind::Delivered).then(|| crate::bounce::classify(&r.reply, r.outcome == Outcome::Permanent).into());
+    e.bounce = bounce.map(Into::into);
     e.host = (!r.host.is_empty()).then(|| r.host.clone());
     e.reply = Some(r.reply.clone());
     if kind == EventKind::Delivered {

@@ -130,7 +130,7 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     let mut accepted = record.event(crate::events::EventKind::Accepted, now);
     accepted.recipients = record.recipients.iter().map(|r| r.address.clone()).collect();
     let mut events = vec![accepted];
-    if let Some(list) = &ctx.suppressions {
+    if let Some(list) = ctx.suppressions.as_ref().filter(|l| l.checked_at_acceptance()) {
         events.extend(fail_suppressed(&mut record, list, now));
     }
     match ctx.store.spool(&record, body, events).await {

@@ -57,6 +57,13 @@ impl SuppressionList {
         self.active(RELAY, address, now_ms)
     }
 
+    /// Whether recipients are checked when the message is taken (a
+    /// per-domain list, or `at_rcpt = "accept_and_fail"`); otherwise RCPT
+    /// already refused them, and taking the message costs no lookups.
+    pub fn checked_at_acceptance(&self) -> bool {
+        self.enabled && (self.scope == SuppressionScope::Domain || self.at_rcpt == AtRcpt::AcceptAndFail)
+    }
+
     /// The suppression of `address` under `scope`, if one is in force.
     pub fn active(&self, scope: &str, address: &str, now_ms: i64) -> Option<SuppressionV1> {
         if !self.enabled {
