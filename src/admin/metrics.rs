@@ -150,10 +150,7 @@ async fn events_and_webhooks(s: &Arc<AdminState>, out: &mut String) {
 }
 
 fn counter(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (labels, value) in series {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
-    }
+    family(out, name, "counter", help, series);
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, series: &[(String, i64)]) {
