@@ -58,12 +58,7 @@ async fn a_format_1_directory_is_migrated_and_its_queued_mail_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let extra = format!(
-        "[dns]\nnameservers = [\"{}\"]\ntimeout_secs = 1\nattempts = 1\ncache = false\n[delivery]\nmx_port = {}\n[queue]\nretry_schedule = [\"1s\"]\n\
-         [identity]\ndomain = \"relay.test\"\nbounce_domain = \"bounces.relay.test\"\nrewrite_from = false\n",
-        dns.addr,
-        sink.addr().port()
-    );
+    let extra = delivering(dns.addr, sink.addr().port());
     let config = write_config_with(dir.path(), port, &extra);
 
     let mut relay = spawn(&config);

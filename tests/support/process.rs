@@ -27,6 +27,16 @@ pub fn write_config_with(dir: &Path, port: u16, extra: &str) -> PathBuf {
     file
 }
 
+/// The sections that make a relay process look up MX in the test DNS
+/// server at `dns` and deliver to the sink's `sink_port`, retrying after a
+/// second, with the relay identity of the tests.
+pub fn delivering(dns: std::net::SocketAddr, sink_port: u16) -> String {
+    format!(
+        "[dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 1\nattempts = 1\ncache = false\n[delivery]\nmx_port = {sink_port}\n[queue]\nretry_schedule = [\"1s\"]\n\
+         [identity]\ndomain = \"relay.test\"\nbounce_domain = \"bounces.relay.test\"\nrewrite_from = false\n"
+    )
+}
+
 /// Starts `herald serve --config FILE`; its log goes to `relay.log` beside
 /// the config (appended across restarts).
 pub fn spawn(config: &Path) -> Child {
