@@ -98,6 +98,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let dispatcher = Dispatcher::new(Settings::from_config(config), config.queue.workers, dns)?;
     let suppressions = crate::suppression::SuppressionList::open(&store, &config.suppression).map_err(|e| format!("`server.data_dir`: {e}"))?;
     let queue = Arc::new(QueueCore::new(config, store.clone(), clock.clone(), preparer).with_suppressions(suppressions.clone()));
+    let intake = crate::queue::Intake::new(queue.clone(), dispatcher.clone());
     let scheduler = tokio::spawn(crate::queue::run(queue.clone(), dispatcher, shutdown_rx.clone()));
     let webhooks = crate::webhooks::Webhooks::start(config, &store, clock.clone(), shutdown_rx.clone())?;
     tokio::spawn(crate::memory::run(Duration::from_secs(5), shutdown_rx.clone()));
@@ -121,7 +122,7 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
         tokio::spawn(crate::inbound::serve(l, Arc::new(ctx)))
     });
 
-    let ctx = Arc::new(Context::new(config, store.clone(), clock, tls, Some(domains.registry().clone()), shutdown_rx, counters).with_suppressions(suppressions.clone()));
+    let ctx = Arc::new(Context::new(config, store.clone(), intake, clock, tls, Some(domains.registry().clone()), shutdown_rx, counters).with_suppressions(suppressions.clone()));
     let acceptors = submission::spawn_listeners(ctx, listeners);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     Ok(Running { addrs, store, queue, domains, admin_addr, admin, bounce_addr, bounces, dns_addrs, dns_server, shutdown, acceptors, scheduler, rechecks, grace })

@@ -82,7 +82,8 @@ impl Default for QueueConfig {
             lifetime: "5d".into(),
             retire_after: "7d".into(),
             workers: 64,
-            per_domain: 8,
+            // Postfix's `default_destination_concurrency_limit`.
+            per_domain: 20,
             dsn: true,
             unknown: Unknown::new(),
         }

@@ -5,8 +5,10 @@
 //! memory grows with the messages claimed (`queue.workers` × 4 at most),
 //! not with the queue.
 //!
-//! Each destination's outcome is written (and flushed) before its
-//! connection carries anything else. When the round's last destination
+//! Each destination's outcome is written before its connection carries
+//! anything else, and is on disk with the next commit (which the round
+//! waits for before it lets the message go): a crash in between sends
+//! that message again, at least once. When the round's last destination
 //! reports, recipients that became final failures are reported to the
 //! sender in one DSN at once, not when the whole message is done.
 
@@ -74,11 +76,12 @@ impl InFlight {
             .clone()
     }
 
-    /// Records one destination's results and waits until they are on
-    /// disk. When it was the last destination of this round, failures that
-    /// became final are reported to the sender, and the message is retired
-    /// if finished.
-    pub async fn complete(&self, results: Vec<JobOutcome>) {
+    /// Records one destination's results, calls `recorded` once they are
+    /// written (the courier may then use its connection again), and waits
+    /// until they are on disk. When it was the last destination of this
+    /// round, failures that became final are reported to the sender, and
+    /// the message is retired if finished.
+    pub async fn complete(&self, results: Vec<JobOutcome>, recorded: impl FnOnce()) {
         let core = &self.core;
         let now = core.clock.now_ms();
         let mut record = self.record.lock().await;
@@ -130,6 +133,7 @@ impl InFlight {
             tracing::error!(msg_id = %self.id, error = %e, "cannot record the outcome; the attempt will be repeated");
         }
         drop(record);
+        recorded();
         if let Err(e) = core.store.durable().await {
             tracing::error!(msg_id = %self.id, error = %e, "flushing the outcome failed; the attempt will be repeated");
         }
@@ -186,12 +190,7 @@ pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, events: V
     core.store.retire_with(&record, events)?;
     tracing::info!(msg_id = %record.id, "finished");
     if let Some((dsn_record, bytes)) = dsn {
-        let store = core.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.spool(&dsn_record, bytes, Vec::new()).await {
-                tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
-            }
-        });
+        spool_dsn(core.store.clone(), core.wake.clone(), dsn_record, bytes);
     }
     Ok(())
 }
@@ -215,8 +214,11 @@ impl QueueCore {
             *record = marked;
             return;
         };
-        match self.store.spool(&dsn_record, bytes, Vec::new()).await {
-            Ok(()) => *record = marked,
+        match self.store.spool(&dsn_record, Arc::new(bytes), Vec::new()).await {
+            Ok(()) => {
+                self.wake.notify_one();
+                *record = marked;
+            }
             Err(e) => tracing::error!(msg_id = %record.id, dsn_id = %dsn_record.id, error = %e, "cannot queue the DSN; it is tried again with the next outcome"),
         }
     }
@@ -231,12 +233,7 @@ impl QueueCore {
         }
         let headers = original_headers.to_vec();
         if let Some((dsn_record, bytes)) = self.take_dsn(&mut view, move |_, _| headers) {
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.spool(&dsn_record, bytes, Vec::new()).await {
-                    tracing::error!(msg_id = %dsn_record.id, error = %e, "cannot queue the DSN");
-                }
-            });
+            spool_dsn(self.store.clone(), self.wake.clone(), dsn_record, bytes);
         }
     }
 
@@ -286,4 +283,14 @@ impl QueueCore {
         tracing::info!(msg_id = %record.id, dsn_id = %id, to = %record.mail_from, recipients = unreported.len(), "sending delivery status notification");
         Some((dsn_record, bytes))
     }
+}
+
+/// Spools a DSN without waiting, and wakes the scheduler to send it.
+fn spool_dsn(store: crate::store::Store, wake: Arc<tokio::sync::Notify>, record: MessageRecord, bytes: Vec<u8>) {
+    tokio::spawn(async move {
+        match store.spool(&record, Arc::new(bytes), Vec::new()).await {
+            Ok(()) => wake.notify_one(),
+            Err(e) => tracing::error!(msg_id = %record.id, error = %e, "cannot queue the DSN"),
+        }
+    });
 }

@@ -12,6 +12,7 @@ pub mod dsn;
 mod edit;
 mod hold;
 mod inflight;
+mod intake;
 mod prepare;
 mod send;
 
@@ -19,13 +20,14 @@ pub use crate::delivery::JobOutcome;
 pub use edit::{DROPPED_REPLY, EditError};
 pub use hold::{Hold, HoldSet};
 pub use inflight::InFlight;
+pub use intake::Intake;
 pub use prepare::Preparer;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::delivery::Dispatcher;
 use crate::id::MessageId;
-use crate::store::{Attempt, Outcome, RcptStatus, Store};
+use crate::store::{Attempt, MessageRecord, Outcome, RcptStatus, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +51,9 @@ pub struct QueueCore {
     /// Most messages claimed at once; the rest wait in the due index, so
     /// a backlog costs disk, not memory.
     pub max_in_flight: usize,
-    /// Poked to rescan now (retry from the API, a DSN spooled).
-    pub wake: tokio::sync::Notify,
+    /// Poked to rescan now (a message spooled and not sent from memory,
+    /// a retry from the API, a DSN spooled).
+    pub wake: Arc<tokio::sync::Notify>,
     /// Where hard bounces are filed.
     pub suppressions: Option<crate::suppression::SuppressionList>,
     /// Failures by class, for `/metrics`.
@@ -72,7 +75,7 @@ impl QueueCore {
             relay_domain: config.identity.domain.clone(),
             holds: HoldSet::default(),
             max_in_flight: config.queue.workers * 4,
-            wake: tokio::sync::Notify::new(),
+            wake: Default::default(),
             suppressions: None,
             bounces: Default::default(),
         }
@@ -258,9 +261,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
             None if only_held => Duration::from_secs(1),
             None => Duration::from_millis(core.store.next_due().ok().flatten().map(|d| (d - core.clock.now_ms()).clamp(0, 1000)).unwrap_or(1000) as u64),
         };
-        let room = core.max_in_flight.saturating_sub(core.in_flight_count());
         tokio::select! {
-            _ = core.store.spooled().notified(), if room > 0 && pause.is_none() => {}
             _ = core.wake.notified(), if pause.is_none() => {}
             _ = core.holds.released.notified(), if pause.is_none() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -319,12 +320,18 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
     record.attempts += 1;
     record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
     core.store.update(&record, Some(old_due)).map_err(|e| e.to_string())?;
+    Ok(Some(start_round(core, record)))
+}
+
+/// A claimed record (attempt counted, next due time set) as a round: its
+/// pending recipients grouped by destination domain.
+fn start_round(core: &Arc<QueueCore>, record: MessageRecord) -> send::Claimed {
     let mut by_domain: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in record.recipients.iter().enumerate().filter(|(_, r)| r.status.is_pending()) {
         let domain = r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
         by_domain.entry(domain).or_default().push(i);
     }
-    tracing::debug!(msg_id = %id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
+    tracing::debug!(msg_id = %record.id, attempt = record.attempts, domains = by_domain.len(), "attempt started");
     let msg = InFlight::new(core.clone(), record, by_domain.len());
-    Ok(Some(send::Claimed { msg, groups: by_domain.into_iter().collect() }))
+    send::Claimed { msg, groups: by_domain.into_iter().collect(), body: None }
 }

@@ -12,6 +12,9 @@ use std::sync::Arc;
 pub struct Claimed {
     pub msg: Arc<InFlight>,
     pub groups: Vec<(String, Vec<usize>)>,
+    /// The body, when the message comes straight from its submission;
+    /// otherwise it is read from the spool.
+    pub body: Option<Arc<Vec<u8>>>,
 }
 
 /// Every recipient of `rcpts` with the same result.
@@ -22,8 +25,8 @@ fn all(rcpts: &[usize], outcome: Outcome, reply: &str) -> Vec<JobOutcome> {
 /// Prepares `claimed` and submits its jobs; their outcomes are recorded
 /// by one task per job as they arrive.
 pub async fn dispatch(claimed: Claimed, dispatcher: Dispatcher) {
-    let Claimed { msg, groups } = claimed;
-    let outgoing = match msg.body() {
+    let Claimed { msg, groups, body } = claimed;
+    let outgoing = match body.map_or_else(|| msg.body(), Ok) {
         Ok(body) => msg.prepared(&body).await.map(|prepared| Arc::new(Outgoing { prepared, body })),
         Err(e) => Err(e),
     };
@@ -33,7 +36,7 @@ pub async fn dispatch(claimed: Claimed, dispatcher: Dispatcher) {
             // Nothing was sent: every destination is tried again later.
             let text = format!("not sent: {e}");
             for (_, rcpts) in groups {
-                msg.complete(all(&rcpts, Outcome::Temporary, &text)).await;
+                msg.complete(all(&rcpts, Outcome::Temporary, &text), || {}).await;
             }
             return;
         }
@@ -48,8 +51,11 @@ pub async fn dispatch(claimed: Claimed, dispatcher: Dispatcher) {
             // the message stays held until the process ends, and its
             // attempt is due again after a restart.
             if let Ok(report) = report.await {
-                msg.complete(report.results).await;
-                let _ = report.recorded.send(());
+                let recorded = report.recorded;
+                msg.complete(report.results, move || {
+                    let _ = recorded.send(());
+                })
+                .await;
             }
         });
     }

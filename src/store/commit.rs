@@ -32,7 +32,8 @@ type Waiter = oneshot::Sender<Result<(), String>>;
 /// key, events) that makes it queued once the body is on disk.
 pub struct NewMessage {
     pub id: MessageId,
-    pub body: Vec<u8>,
+    /// Shared: the caller may send it on from memory once it is on disk.
+    pub body: Arc<Vec<u8>>,
     pub batch: sled::Batch,
     pub events: Vec<crate::events::Event>,
 }

@@ -94,7 +94,7 @@ mod tests {
         let mut records = Vec::new();
         for n in 0..12u8 {
             let r = record(MessageId::generate(1_700_000_000_000 + n as i64));
-            store.spool(&r, vec![b'a' + n; 600], Vec::new()).await.unwrap();
+            store.spool(&r, std::sync::Arc::new(vec![b'a' + n; 600]), Vec::new()).await.unwrap();
             records.push(r);
         }
         let segments = |d: &std::path::Path| std::fs::read_dir(d.join("bodies")).unwrap().count();

@@ -67,7 +67,6 @@ pub struct Store {
     retired: sled::Tree,
     committer: Committer,
     segments: std::sync::Arc<segments::Segments>,
-    spooled: std::sync::Arc<tokio::sync::Notify>,
     disk: std::sync::Arc<disk::DiskWatch>,
     events: std::sync::Arc<events::EventLog>,
 }
@@ -126,7 +125,7 @@ impl Store {
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
         let committer = Committer::start(db.clone(), events.clone(), segments.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
-        Ok(Self { db, spool, retired, committer, segments, spooled: Default::default(), disk, events })
+        Ok(Self { db, spool, retired, committer, segments, disk, events })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -163,19 +162,15 @@ impl Store {
     /// Spools a new message: the body goes to a segment, then record,
     /// body location, due key and `events` in one batch, in a shared
     /// commit. Returns once the message is on disk.
-    pub async fn spool(&self, record: &MessageRecord, body: Vec<u8>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+    ///
+    /// Whoever spools wakes whoever waits for new mail (the queue's
+    /// scheduler, unless the message goes out at once from memory).
+    pub async fn spool(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let mut batch = sled::Batch::default();
         batch.insert(&key(META, &id), record.encode());
         batch.insert(&due_key(record.due_ms, &id), &[]);
-        self.committer.spool(commit::NewMessage { id, body, batch, events }).await?;
-        self.spooled.notify_one();
-        Ok(())
-    }
-
-    /// Signalled whenever a message is spooled (the scheduler waits on it).
-    pub fn spooled(&self) -> &tokio::sync::Notify {
-        &self.spooled
+        self.committer.spool(commit::NewMessage { id, body, batch, events }).await
     }
 
     /// Rewrites a record and moves its due key, atomically; `old_due` is the

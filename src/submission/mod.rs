@@ -37,6 +37,8 @@ pub struct Context {
     pub users: Users,
     pub allow_networks: Vec<ipnet::IpNet>,
     pub store: Store,
+    /// Where accepted messages go: spooled, and sent on from memory.
+    pub intake: crate::queue::Intake,
     pub clock: SharedClock,
     pub tls: Option<TlsAcceptor>,
     /// Customer domains, for the identity decision at acceptance.
@@ -57,6 +59,7 @@ impl Context {
     pub fn new(
         config: &Config,
         store: Store,
+        intake: crate::queue::Intake,
         clock: SharedClock,
         tls: Option<TlsAcceptor>,
         domains: Option<crate::domains::Registry>,
@@ -71,6 +74,7 @@ impl Context {
             users: Users::from_config(&config.users),
             allow_networks: config.relay.networks(),
             store,
+            intake,
             clock,
             tls,
             domains,

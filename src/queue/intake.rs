@@ -1,0 +1,79 @@
+//! A new message, from its submission to its first delivery round.
+//!
+//! It is spooled (body and record on disk before the caller says 250)
+//! and then, when the queue has room, sent on at once from memory: no scan
+//! of the due index, no second read of the body, no commit round of its
+//! own for the claim. The first attempt and the prepared header block are
+//! written in one update that rides on the next commit (the round's
+//! outcome waits for it): a crash before then leaves the record as
+//! spooled — due now, no attempt — so after a restart the message is sent
+//! again (at least once), never lost. Without room, or with no recipient
+//! left to send to (all suppressed at acceptance), the scheduler takes it
+//! from the due index as it takes every retry.
+
+use super::{QueueCore, backoff, send, start_round};
+use crate::delivery::Dispatcher;
+use crate::events::Event;
+use crate::store::{MessageRecord, StoreError};
+use std::sync::Arc;
+
+/// Where sessions hand accepted messages to the queue.
+#[derive(Clone)]
+pub struct Intake {
+    core: Arc<QueueCore>,
+    dispatcher: Dispatcher,
+}
+
+impl Intake {
+    pub fn new(core: Arc<QueueCore>, dispatcher: Dispatcher) -> Self {
+        Self { core, dispatcher }
+    }
+
+    /// Spools `record` with `body` and `events`; returns once they are on
+    /// disk (the caller may then say 250), the first round already begun
+    /// when there was room for it.
+    pub async fn accept(&self, record: MessageRecord, body: Arc<Vec<u8>>, events: Vec<Event>) -> Result<(), StoreError> {
+        let core = &self.core;
+        let sendable = record.recipients.iter().any(|r| r.status.is_pending());
+        // Held before the record can be seen, so the scheduler never
+        // claims it as well.
+        let hold = if sendable && core.in_flight_count() < core.max_in_flight { core.hold(&record.id) } else { None };
+        core.store.spool(&record, body.clone(), events).await?;
+        match hold {
+            Some(hold) => {
+                hold.keep();
+                tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), record, body));
+            }
+            None => core.wake.notify_one(),
+        }
+        Ok(())
+    }
+}
+
+/// Claims a just-spooled message in memory, prepares it, writes both, and
+/// hands it to delivery with the body it came with.
+async fn first_round(core: Arc<QueueCore>, dispatcher: Dispatcher, mut record: MessageRecord, body: Arc<Vec<u8>>) {
+    let id = record.id;
+    let now = core.clock.now_ms();
+    let old_due = record.due_ms;
+    record.attempts += 1;
+    record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
+    // Prepared before the claim is written, so that one update carries
+    // both. A failure is met again (and reported) by the round itself.
+    match core.preparer.prepare(&record, body.clone()).await {
+        Ok(p) => {
+            tracing::info!(msg_id = %id, signed_as = %p.signed_domain, selector = %p.selector, envelope_from = %p.envelope_from, reason = %p.reason, "prepared");
+            record.prepared = Some(p);
+        }
+        Err(e) => tracing::warn!(msg_id = %id, error = %e, "cannot prepare the message"),
+    }
+    if let Err(e) = core.store.update(&record, Some(old_due)) {
+        // Still due as spooled: the scheduler tries it once released.
+        tracing::error!(msg_id = %id, error = %e, "cannot claim the message; the scheduler will");
+        core.release(&id);
+        return;
+    }
+    let mut claimed = start_round(&core, record);
+    claimed.body = Some(body);
+    send::dispatch(claimed, dispatcher).await;
+}
