@@ -64,7 +64,6 @@ port = $1
 tls = "disabled"
 [queue]
 retry_schedule = ["1h"]
-per_domain = 16
 [log]
 level = "warn,herald::server=info"
 TOML

@@ -141,33 +141,34 @@ impl Dispatcher {
 
 /// Takes the domain's next job, waiting up to the idle time when a
 /// connection is open. `None`: this task should end (its slot is freed).
+/// A wake-up that finds the job taken by a busy connection waits again
+/// until the idle time is up: ending there would close a good connection
+/// and make the next job open a new one.
 async fn next_job(inner: &Inner, domain: &str, may_wait: bool) -> Option<Job> {
-    let notify = {
-        let mut queues = inner.queues.lock().ok()?;
-        let q = queues.get_mut(domain)?;
-        if let Some(job) = q.jobs.pop_front() {
-            return Some(job);
-        }
-        if !may_wait || inner.settings.idle.is_zero() {
-            q.conns -= 1;
-            return None;
-        }
-        q.idle += 1;
-        q.notify.clone()
-    };
-    let _ = tokio::time::timeout(inner.settings.idle, notify.notified()).await;
-    let mut queues = inner.queues.lock().ok()?;
-    let q = queues.get_mut(domain)?;
-    q.idle -= 1;
-    match q.jobs.pop_front() {
-        Some(job) => Some(job),
-        None => {
-            q.conns -= 1;
-            if q.conns == 0 && q.idle == 0 {
-                queues.remove(domain);
+    let deadline = tokio::time::Instant::now() + inner.settings.idle;
+    let mut waited = false;
+    loop {
+        let notify = {
+            let mut queues = inner.queues.lock().ok()?;
+            let q = queues.get_mut(domain)?;
+            if waited {
+                q.idle -= 1;
             }
-            None
-        }
+            if let Some(job) = q.jobs.pop_front() {
+                return Some(job);
+            }
+            if !may_wait || inner.settings.idle.is_zero() || tokio::time::Instant::now() >= deadline {
+                q.conns -= 1;
+                if q.conns == 0 && q.idle == 0 {
+                    queues.remove(domain);
+                }
+                return None;
+            }
+            q.idle += 1;
+            q.notify.clone()
+        };
+        let _ = tokio::time::timeout_at(deadline, notify.notified()).await;
+        waited = true;
     }
 }
 
