@@ -71,7 +71,7 @@ TOML
 
 start_relay() {
   rm -rf "$work/data"
-  "$BIN" serve --config "$work/relay.toml" 2>"$work/relay.log" &
+  ${ENVPRE:-} "$BIN" serve --config "$work/relay.toml" 2>"$work/relay.log" &
   pid=$!
   for _ in $(seq 1 100); do
     if python3 -c "import socket; socket.create_connection(('127.0.0.1', $SMTP), 0.2)" 2>/dev/null; then return; fi
@@ -106,6 +106,7 @@ if [ "$FILL" -gt 0 ]; then
     -n "$FILL" -c 50 --size "$SIZE" >/dev/null
   sleep 2
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  [ -n "${SMAPS:-}" ] && grep -E "^(Rss|Anonymous|Pss_File|Pss_Anon)" "/proc/$pid/smaps_rollup"
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   echo "memory with $FILL messages of $SIZE bytes queued: RSS $((rss / 1024)) MiB (peak $((hwm / 1024)) MiB)"
   stop_relay
