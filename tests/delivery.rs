@@ -267,3 +267,26 @@ async fn a_connection_outbid_for_a_job_stays_open() {
     assert_eq!(w.sink.received().len(), 80);
     assert!(w.sink.connections() <= 3, "per_domain = 3, but {} connections for 80 messages", w.sink.connections());
 }
+
+/// With every delivery slot taken (`queue.workers` × 4 messages in
+/// flight), a new message is not sent from memory: it waits in the due
+/// index, and the scheduler sends it once a slot frees.
+#[tokio::test]
+async fn a_message_accepted_while_the_queue_is_full_waits_its_turn() {
+    use herald::bench::sink::{Action, Stage};
+    let w = Arc::new(World::start(|c| c.queue.workers = 1).await);
+    // Slow receivers keep the first messages in flight.
+    w.sink.inject(Stage::EndOfData, Action::Delay(300), 6);
+    let mut submits = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let w = w.clone();
+        submits.spawn(async move { w.submit("invoice@customer.test", "app@sender.test", &["payer@implicit.test"]).await });
+    }
+    let ids = submits.join_all().await;
+    for id in &ids {
+        let record = w.finished(id).await;
+        assert_eq!(record.recipients[0].status, RcptStatus::Delivered);
+        assert_eq!(record.attempts, 1, "{record:?}");
+    }
+    assert_eq!(w.sink.received().len(), 12);
+}
