@@ -104,7 +104,7 @@ if [ "$FILL" -gt 0 ]; then
   start_relay
   "$BIN" bench submit --addr "127.0.0.1:$SMTP" --cert "$work/cert.pem" --user bench --password bench-password \
     -n "$FILL" -c 50 --size "$SIZE" >/dev/null
-  sleep 2
+  sleep 6   # past the relay's periodic malloc_trim (every 5 s): the steady state, not the burst
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   [ -n "${SMAPS:-}" ] && grep -E "^(Rss|Anonymous|Pss_File|Pss_Anon)" "/proc/$pid/smaps_rollup"
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
