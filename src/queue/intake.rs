@@ -32,17 +32,17 @@ impl Intake {
     /// Spools `record` with `body` and `events`; returns once they are on
     /// disk (the caller may then say 250), the first round already begun
     /// when there was room for it.
-    pub async fn accept(&self, record: MessageRecord, body: Arc<Vec<u8>>, events: Vec<Event>) -> Result<(), StoreError> {
+    pub async fn accept(&self, record: &MessageRecord, body: Arc<Vec<u8>>, events: Vec<Event>) -> Result<(), StoreError> {
         let core = &self.core;
         let sendable = record.recipients.iter().any(|r| r.status.is_pending());
         // Held before the record can be seen, so the scheduler never
         // claims it as well.
         let hold = if sendable && core.in_flight_count() < core.max_in_flight { core.hold(&record.id) } else { None };
-        core.store.spool(&record, body.clone(), events).await?;
+        core.store.spool(record, body.clone(), events).await?;
         match hold {
             Some(hold) => {
                 hold.keep();
-                tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), record, body));
+                tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), record.clone(), body));
             }
             None => core.wake.notify_one(),
         }

@@ -133,18 +133,16 @@ pub async fn finish(state: &mut State, ctx: &SharedContext, body: Vec<u8>) -> Re
     if let Some(list) = ctx.suppressions.as_ref().filter(|l| l.checked_at_acceptance()) {
         events.extend(fail_suppressed(&mut record, list, now));
     }
-    let summary = (record.from_address.clone(), record.mail_from.clone(), record.recipients.len(), record.size, record.auth_user.clone(), record.decision.as_ref().map(|d| d.reason.clone()));
-    match ctx.intake.accept(record, std::sync::Arc::new(body), events).await {
+    match ctx.intake.accept(&record, std::sync::Arc::new(body), events).await {
         Ok(()) => {
-            let (from, mail_from, rcpts, size, user, identity) = summary;
             tracing::info!(
                 msg_id = %id,
-                from = %from,
-                mail_from = %mail_from,
-                rcpts,
-                size,
-                user = user.as_deref().unwrap_or("-"),
-                identity = identity.as_deref().unwrap_or("-"),
+                from = %record.from_address,
+                mail_from = %record.mail_from,
+                rcpts = record.recipients.len(),
+                size = record.size,
+                user = record.auth_user.as_deref().unwrap_or("-"),
+                identity = record.decision.as_ref().map(|d| d.reason.as_str()).unwrap_or("-"),
                 "queued"
             );
             Reply::new(250, [2, 0, 0], format!("Ok: queued as {id}"))
