@@ -1,8 +1,9 @@
 //! The queue. A new message comes in through [`Intake`] and, when there
 //! is room, starts its first round from memory at once. Everything else
 //! (retries, what found no room, DSNs) is the scheduler's: one task
-//! range-scans the due index, claims what is due (writing the attempt and the next due time *before* anything is
-//! sent, so a crash cannot cause a hot retry loop), groups recipients by
+//! range-scans the due index, claims what is due (writing the attempt and
+//! the next due time *before* anything is sent, so a crash cannot cause a
+//! hot retry loop), groups recipients by
 //! destination domain, prepares the message once (identity, From rewrite,
 //! signature: [`prepare`]) and hands the groups to the delivery courier as
 //! plain data ([`send`]). Outcomes come back on a channel into
