@@ -2,14 +2,15 @@
 //!
 //! It is spooled (body and record on disk before the caller says 250)
 //! and then, when the queue has room, sent on at once from memory: no scan
-//! of the due index, no second read of the body, no commit round of its
-//! own for the claim. The first attempt and the prepared header block are
-//! written in one update that rides on the next commit (the round's
-//! outcome waits for it): a crash before then leaves the record as
-//! spooled — due now, no attempt — so after a restart the message is sent
-//! again (at least once), never lost. Without room, or with no recipient
-//! left to send to (all suppressed at acceptance), the scheduler takes it
-//! from the due index as it takes every retry.
+//! of the due index, no second read of the body, no write of its own
+//! before it is sent. When it goes out at once, the record is spooled
+//! already claimed — first attempt counted, due again after the first
+//! retry delay — exactly what the scheduler writes before every round; a
+//! crash during the round leaves it due then, and it is sent again (at
+//! least once), never lost. The prepared header block is written with the
+//! round's outcome. Without room, or with no recipient left to send to
+//! (all suppressed at acceptance), the record is spooled due now and the
+//! scheduler takes it from the due index as it takes every retry.
 
 use super::{QueueCore, backoff, send, start_round};
 use crate::delivery::Dispatcher;
@@ -38,40 +39,32 @@ impl Intake {
         // Held before the record can be seen, so the scheduler never
         // claims it as well.
         let hold = if sendable && core.in_flight_count() < core.max_in_flight { core.hold(&record.id) } else { None };
-        core.store.spool(record, body.clone(), events).await?;
-        match hold {
-            Some(hold) => {
-                hold.keep();
-                tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), record.clone(), body));
-            }
-            None => core.wake.notify_one(),
-        }
+        let Some(hold) = hold else {
+            core.store.spool(record, body, events).await?;
+            core.wake.notify_one();
+            return Ok(());
+        };
+        let mut claimed = record.clone();
+        claimed.attempts = 1;
+        claimed.due_ms = core.clock.now_ms() + backoff::backoff(1, &core.schedule, rand::random::<f64>()).as_millis() as i64;
+        core.store.spool(&claimed, body.clone(), events).await?;
+        hold.keep();
+        tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), claimed, body));
         Ok(())
     }
 }
 
-/// Claims a just-spooled message in memory, prepares it, writes both, and
-/// hands it to delivery with the body it came with.
+/// Prepares a message spooled already claimed, and hands it to delivery
+/// with the body it came with.
 async fn first_round(core: Arc<QueueCore>, dispatcher: Dispatcher, mut record: MessageRecord, body: Arc<Vec<u8>>) {
     let id = record.id;
-    let now = core.clock.now_ms();
-    let old_due = record.due_ms;
-    record.attempts += 1;
-    record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
-    // Prepared before the claim is written, so that one update carries
-    // both. A failure is met again (and reported) by the round itself.
+    // A failure is met again (and reported) by the round itself.
     match core.preparer.prepare(&record, body.clone()).await {
         Ok(p) => {
             tracing::info!(msg_id = %id, signed_as = %p.signed_domain, selector = %p.selector, envelope_from = %p.envelope_from, reason = %p.reason, "prepared");
             record.prepared = Some(p);
         }
         Err(e) => tracing::warn!(msg_id = %id, error = %e, "cannot prepare the message"),
-    }
-    if let Err(e) = core.store.update(&record, Some(old_due)) {
-        // Still due as spooled: the scheduler tries it once released.
-        tracing::error!(msg_id = %id, error = %e, "cannot claim the message; the scheduler will");
-        core.release(&id);
-        return;
     }
     let mut claimed = start_round(&core, record);
     claimed.body = Some(body);
