@@ -6,9 +6,9 @@
 //! not with the queue.
 //!
 //! Each destination's outcome is written before its connection carries
-//! anything else, and is on disk with the next commit (which the round
-//! waits for before it lets the message go): a crash in between sends
-//! that message again, at least once. When the round's last destination
+//! anything else, and is on disk with the next commit, a few milliseconds
+//! later at most (`store::commit::LINGER`): a crash in between sends that
+//! message again, at least once. When the round's last destination
 //! reports, recipients that became final failures are reported to the
 //! sender in one DSN at once, not when the whole message is done.
 
@@ -77,8 +77,8 @@ impl InFlight {
     }
 
     /// Records one destination's results, calls `recorded` once they are
-    /// written (the courier may then use its connection again), and waits
-    /// until they are on disk. When it was the last destination of this
+    /// written (the courier may then use its connection again), and asks
+    /// for them to reach the disk soon. When it was the last destination of this
     /// round, failures that became final are reported to the sender, and
     /// the message is retired if finished.
     pub async fn complete(&self, results: Vec<JobOutcome>, recorded: impl FnOnce()) {
@@ -134,9 +134,9 @@ impl InFlight {
         }
         drop(record);
         recorded();
-        if let Err(e) = core.store.durable().await {
-            tracing::error!(msg_id = %self.id, error = %e, "flushing the outcome failed; the attempt will be repeated");
-        }
+        // Nobody waits for an outcome to reach the disk: it rides on the
+        // next commit (a failed flush is the committer's to report).
+        core.store.durable_soon();
         if last {
             core.release(&self.id);
         }

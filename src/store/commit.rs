@@ -13,9 +13,11 @@
 //! 3. flushes sled once, which covers every batch applied before it began;
 //! 4. answers everyone, and deletes segments emptied before the flush.
 //!
-//! It never sleeps: whoever arrives while a round runs is served by the
-//! next one, so one session pays one round and fifty share one (the way
-//! PostgreSQL's WAL writer and RocksDB's write groups batch).
+//! It never sleeps while anyone waits: whoever arrives while a round runs
+//! is served by the next one, so one session pays one round and fifty
+//! share one (the way PostgreSQL's WAL writer and RocksDB's write groups
+//! batch). A write nobody waits for (a delivery outcome, [`Committer::soon`])
+//! lingers up to [`LINGER`] for a writer that does, and rides on its round.
 
 use super::StoreError;
 use super::events::EventLog;
@@ -38,9 +40,15 @@ pub struct NewMessage {
     pub events: Vec<crate::events::Event>,
 }
 
+/// How long a round that nobody waits for waits for one that somebody
+/// does, to share it.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 enum Request {
     /// Everything applied before the request is to be made durable.
     Durable(Waiter),
+    /// The same, soon; nobody waits.
+    Soon,
     Spool(Box<NewMessage>, Waiter),
 }
 
@@ -133,12 +141,20 @@ impl Committer {
             .spawn(move || {
                 let round = Round { db: &db, events: &events, segments: &segments, failed: &failed_flag };
                 while let Ok(first) = rx.recv() {
+                    let mut requests: Vec<Request> = std::iter::once(first).chain(rx.try_iter()).collect();
+                    if requests.iter().all(|r| matches!(r, Request::Soon))
+                        && let Ok(next) = rx.recv_timeout(LINGER)
+                    {
+                        requests.push(next);
+                        requests.extend(rx.try_iter());
+                    }
                     let mut durable = Vec::new();
                     let mut new = Vec::new();
-                    for req in std::iter::once(first).chain(rx.try_iter()) {
+                    for req in requests {
                         match req {
                             Request::Durable(w) => durable.push(w),
                             Request::Spool(m, w) => new.push((m, w)),
+                            Request::Soon => {}
                         }
                     }
                     let spooled = round.spool(new);
@@ -171,6 +187,12 @@ impl Committer {
     /// Resolves once everything applied before this call is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.ask(Request::Durable).await
+    }
+
+    /// Asks for everything applied so far to be made durable within
+    /// [`LINGER`] (sooner when a round runs anyway), without waiting.
+    pub fn soon(&self) {
+        let _ = self.tx.send(Request::Soon);
     }
 
     /// Writes a new message's body, then applies its batch, and resolves

@@ -148,6 +148,12 @@ impl Store {
         self.committer.durable().await
     }
 
+    /// Asks for everything written so far to reach the disk within a few
+    /// milliseconds, without waiting ([`commit::Committer::soon`]).
+    pub fn durable_soon(&self) {
+        self.committer.soon()
+    }
+
     /// Resolves once the database has failed to write (see
     /// [`commit::Committer::failed`]): it must then be reopened.
     pub async fn failed(&self) {
