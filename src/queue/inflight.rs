@@ -78,9 +78,9 @@ impl InFlight {
 
     /// Records one destination's results, calls `recorded` once they are
     /// written (the courier may then use its connection again), and asks
-    /// for them to reach the disk soon. When it was the last destination of this
-    /// round, failures that became final are reported to the sender, and
-    /// the message is retired if finished.
+    /// for them to reach the disk soon. When it was the last destination
+    /// of this round, failures that became final are reported to the
+    /// sender, and the message is retired if finished.
     pub async fn complete(&self, results: Vec<JobOutcome>, recorded: impl FnOnce()) {
         let core = &self.core;
         let now = core.clock.now_ms();
