@@ -57,19 +57,21 @@ impl InFlight {
     }
 
     /// The envelope sender and header block: stored ones on a retry, else
-    /// prepared now (once, however many destinations ask) and stored.
+    /// prepared now (once, however many destinations ask). A new one is
+    /// stored with the round's first outcome, so every later attempt sends
+    /// the same bytes; a crash before that prepares the message afresh.
     pub async fn prepared(&self, body: &Arc<Vec<u8>>) -> Result<Prepared, String> {
         self.prepared
             .get_or_init(|| async {
-                let snapshot = self.record.lock().await.clone();
-                if let Some(p) = snapshot.prepared {
-                    return Ok(p);
-                }
-                let p = self.core.preparer.prepare(&snapshot, body.clone()).await?;
+                // Held while preparing: no destination reports before the
+                // message is prepared, so nobody else waits for it.
                 let mut record = self.record.lock().await;
-                record.prepared = Some(p.clone());
-                self.core.store.update(&record, Some(record.due_ms)).map_err(|e| e.to_string())?;
+                if let Some(p) = &record.prepared {
+                    return Ok(p.clone());
+                }
+                let p = self.core.preparer.prepare(&record, body.clone()).await?;
                 tracing::info!(msg_id = %self.id, signed_as = %p.signed_domain, selector = %p.selector, envelope_from = %p.envelope_from, reason = %p.reason, "prepared");
+                record.prepared = Some(p.clone());
                 Ok(p)
             })
             .await

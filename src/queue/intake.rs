@@ -7,8 +7,8 @@
 //! already claimed — first attempt counted, due again after the first
 //! retry delay — exactly what the scheduler writes before every round; a
 //! crash during the round leaves it due then, and it is sent again (at
-//! least once), never lost. The prepared header block is written with the
-//! round's outcome. Without room, or with no recipient left to send to
+//! least once), never lost. The round prepares it as every round does
+//! ([`super::InFlight::prepared`]). Without room, or with no recipient left to send to
 //! (all suppressed at acceptance), the record is spooled due now and the
 //! scheduler takes it from the due index as it takes every retry.
 
@@ -54,18 +54,9 @@ impl Intake {
     }
 }
 
-/// Prepares a message spooled already claimed, and hands it to delivery
-/// with the body it came with.
-async fn first_round(core: Arc<QueueCore>, dispatcher: Dispatcher, mut record: MessageRecord, body: Arc<Vec<u8>>) {
-    let id = record.id;
-    // A failure is met again (and reported) by the round itself.
-    match core.preparer.prepare(&record, body.clone()).await {
-        Ok(p) => {
-            tracing::info!(msg_id = %id, signed_as = %p.signed_domain, selector = %p.selector, envelope_from = %p.envelope_from, reason = %p.reason, "prepared");
-            record.prepared = Some(p);
-        }
-        Err(e) => tracing::warn!(msg_id = %id, error = %e, "cannot prepare the message"),
-    }
+/// Hands a message spooled already claimed to delivery with the body it
+/// came with.
+async fn first_round(core: Arc<QueueCore>, dispatcher: Dispatcher, record: MessageRecord, body: Arc<Vec<u8>>) {
     let mut claimed = start_round(&core, record);
     claimed.body = Some(body);
     send::dispatch(claimed, dispatcher).await;
