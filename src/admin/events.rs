@@ -1,7 +1,7 @@
 //! Events and webhooks over HTTP: the event log with a resumable cursor,
 //! each webhook endpoint's state, and a test delivery.
 
-use super::inspect::percent_decode;
+use super::query::percent_decode;
 use super::{AdminState, ApiError};
 use crate::events::{Event, EventId, EventPageV1, TypeFilter};
 use crate::webhooks::{WebhookStatusV1, WebhookTestV1};

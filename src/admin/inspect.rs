@@ -8,6 +8,7 @@
 //! | `GET /api/inspect/{id}?ip=&helo=` | [`InspectV1`] with `stored` |
 //! | `GET /api/identity/{domain}` | [`IdentityV1`] |
 
+use super::query::percent_decode;
 use super::queue::{parse_id, unknown};
 use super::types::{IdentityV1, InspectRequestV1, InspectV1, StoredV1};
 use super::{AdminState, ApiError};
@@ -103,30 +104,6 @@ fn request(query: Option<&str>) -> Result<InspectRequestV1, ApiError> {
         }
     }
     Ok(r)
-}
-
-/// `%XX` and `+` decoding (application/x-www-form-urlencoded).
-pub fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ pub mod suppressions;
 mod inspect;
 mod metrics;
 mod page;
+mod query;
 mod queue;
 mod search;
 pub mod session;

@@ -80,7 +80,7 @@ fn query(raw: Option<&str>) -> Result<String, ApiError> {
             let shown: String = key.chars().take(40).collect();
             return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("unknown query parameter `{shown}`; only `q` is accepted")));
         }
-        q = Some(percent_decode(value).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`q` is not valid percent-encoded UTF-8"))?);
+        q = Some(super::query::percent_decode_strict(value).ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "`q` is not valid percent-encoded UTF-8"))?);
     }
     let q = q.map(|q| q.trim().to_string()).unwrap_or_default();
     if q.is_empty() || q.len() > MAX_QUERY {
@@ -90,26 +90,6 @@ fn query(raw: Option<&str>) -> Result<String, ApiError> {
         ));
     }
     Ok(q)
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
