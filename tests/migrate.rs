@@ -1,7 +1,8 @@
-//! A data directory written by the herald that kept bodies inside sled
-//! (spool format 1: `b/<id><n>` chunks of 4 KiB) is migrated when it is
-//! opened: its queued mail is delivered intact. One marked by a newer
-//! herald is refused with a message that says so.
+//! A data directory written by an older herald is migrated when it is
+//! opened: format 1 kept bodies inside sled (`b/<id><n>` chunks of 4 KiB),
+//! formats 1 and 2 kept retired records in a `retired` tree. Its queued
+//! mail is delivered intact, and its retired mail stays readable. One
+//! marked by a newer herald is refused with a message that says so.
 
 mod support;
 
@@ -16,11 +17,30 @@ fn stop(relay: &mut std::process::Child) {
     assert!(relay.wait().unwrap().success());
 }
 
-/// Rewrites the spool of a stopped relay as format 1 wrote it: every body
-/// back in the tree as chunks, no segment files, no format mark.
-fn downgrade_to_format_1(data: &std::path::Path) -> usize {
+/// Rewrites the spool of a stopped relay as `format` (1 or 2) wrote it:
+/// retired records in a tree of their own; for format 1 also every body
+/// back in the tree as chunks, no segment files, no format mark. Returns
+/// how many queued bodies it rewrote.
+fn downgrade(data: &std::path::Path, format: u32) -> usize {
     let db = sled::open(data.join("herald.sled")).unwrap();
     let spool = db.open_tree("spool").unwrap();
+    let retired = db.open_tree("retired").unwrap();
+    for prefix in [&b"r/"[..], b"x/"] {
+        for item in spool.scan_prefix(prefix) {
+            let (k, v) = item.unwrap();
+            let mut old = k.to_vec();
+            if prefix == b"r/" {
+                old[0] = b'm';
+            }
+            retired.insert(old, v).unwrap();
+            spool.remove(k).unwrap();
+        }
+    }
+    if format == 2 {
+        db.insert(b"herald/spool-format", &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        return spool.scan_prefix(b"l/").count();
+    }
     let mut n = 0;
     for item in spool.scan_prefix(b"l/") {
         let (k, v) = item.unwrap();
@@ -49,10 +69,19 @@ fn downgrade_to_format_1(data: &std::path::Path) -> usize {
 
 #[tokio::test]
 async fn a_format_1_directory_is_migrated_and_its_queued_mail_delivered() {
+    migrated_and_delivered(1).await;
+}
+
+#[tokio::test]
+async fn a_format_2_directory_is_migrated_and_its_queued_mail_delivered() {
+    migrated_and_delivered(2).await;
+}
+
+async fn migrated_and_delivered(format: u32) {
     use herald::bench::sink::{Sink, SinkConfig};
     let dns = support::dns::TestDns::start().await;
     let sink = Sink::start(SinkConfig { addr: "127.0.0.1:0".parse().unwrap(), hostname: "sink.test".into(), tls: None, keep_messages: true }).await.unwrap();
-    dns.set_zone("dest.test. MX 10 mx.dest.test.\nmx.dest.test. A 127.0.0.1\n");
+    dns.set_zone("dest.test. MX 10 mx.dest.test.\nmx.dest.test. A 127.0.0.1\ndone.test. MX 10 mx.dest.test.\n");
     // Nothing leaves before the downgrade: the destination's DNS fails.
     dns.servfail("dest.test");
     let dir = tempfile::tempdir().unwrap();
@@ -74,31 +103,47 @@ async fn a_format_1_directory_is_migrated_and_its_queued_mail_delivered() {
     for body in [&small, &big] {
         ids.push(queued_id(&c.send_message("app@customer.test", &["payer@dest.test"], body).await.unwrap()));
     }
+    // One delivered, and so retired, before the downgrade.
+    let done = message("invoice@customer.test", "done");
+    let done_id = queued_id(&c.send_message("app@customer.test", &["payer@done.test"], &done).await.unwrap());
     drop(c);
+    assert!(sink.wait_for(1, Duration::from_secs(30)).await, "the message to done.test was not delivered");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop(&mut relay);
-    assert_eq!(sink.count(), 0);
+    assert_eq!(sink.count(), 1);
 
-    assert_eq!(downgrade_to_format_1(&dir.path().join("data")), 2);
+    assert_eq!(downgrade(&dir.path().join("data"), format), 2);
 
     dns.clear_servfail();
     let mut relay = spawn(&config);
-    assert!(sink.wait_for(2, Duration::from_secs(30)).await, "the migrated messages were not delivered");
+    assert!(sink.wait_for(3, Duration::from_secs(30)).await, "the migrated messages were not delivered");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop(&mut relay);
     let received = sink.received();
-    assert_eq!(received.len(), 2, "each message exactly once");
+    assert_eq!(received.len(), 3, "each message exactly once");
     for (id, body) in ids.iter().zip([&small, &big]) {
         let m = received.iter().find(|m| m.mail_from.contains(id.as_str())).unwrap_or_else(|| panic!("{id} not delivered"));
         assert!(m.data.ends_with(body), "{id}: the delivered message ends with the body as submitted");
     }
     let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap();
-    assert!(log.contains("moved queued message bodies out of the database"), "{log}");
+    assert_eq!(log.contains("moved queued message bodies out of the database"), format == 1, "{log}");
+    assert!(log.contains("moved retired message records into the spool tree"), "{log}");
 
-    // Migrated once: no chunks left, the mark written, the segments there.
-    let db = sled::open(dir.path().join("data/herald.sled")).unwrap();
-    assert_eq!(db.open_tree("spool").unwrap().scan_prefix(b"b/").count(), 0);
-    assert_eq!(db.get(b"herald/spool-format").unwrap().as_deref(), Some(&2u32.to_be_bytes()[..]));
+    // Migrated once: no chunks left, no retired tree, the mark written.
+    {
+        let db = sled::open(dir.path().join("data/herald.sled")).unwrap();
+        assert_eq!(db.open_tree("spool").unwrap().scan_prefix(b"b/").count(), 0);
+        assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"retired"), "the old retired tree is gone");
+        assert_eq!(db.get(b"herald/spool-format").unwrap().as_deref(), Some(&3u32.to_be_bytes()[..]));
+    }
+    // Every message is readable, as retired, the one retired before the
+    // migration too.
+    let store = herald::store::Store::open(&dir.path().join("data"), 8).unwrap();
+    for id in ids.iter().chain([&done_id]) {
+        let record = store.find(id).unwrap().unwrap_or_else(|| panic!("{id} is not found after the migration"));
+        assert!(record.finished_ms.is_some() && store.message(id).unwrap().is_none(), "{id} is retired");
+    }
+    assert_eq!(store.retired().count(), 3);
 }
 
 #[test]
@@ -108,9 +153,9 @@ fn a_directory_from_a_newer_herald_is_refused_with_a_clear_message() {
     {
         std::fs::create_dir_all(&data).unwrap();
         let db = sled::open(data.join("herald.sled")).unwrap();
-        db.insert(b"herald/spool-format", &3u32.to_be_bytes()).unwrap();
+        db.insert(b"herald/spool-format", &4u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     let error = herald::store::Store::open(&data, 8).err().expect("a newer format is refused").to_string();
-    assert!(error.contains("newer herald") && error.contains("format 3"), "{error}");
+    assert!(error.contains("newer herald") && error.contains("format 4"), "{error}");
 }

@@ -8,8 +8,9 @@
 //!
 //! 1. appends every waiting body to the current segment in one `write`
 //!    and one `fdatasync` ([`super::segments`]);
-//! 2. applies those messages' batches (with their location keys), so no
-//!    record can reach the disk before its body;
+//! 2. applies those messages' records, due keys, location keys and events
+//!    in one sled batch (every batch costs sled two log writes of its
+//!    own), so no record can reach the disk before its body;
 //! 3. flushes sled once, which covers every batch applied before it began;
 //! 4. answers everyone, and deletes segments emptied before the flush.
 //!
@@ -30,13 +31,14 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-/// A new message for the committer: its body, and the batch (record, due
-/// key, events) that makes it queued once the body is on disk.
+/// A new message for the committer: its body, and what makes it queued
+/// once the body is on disk (its encoded record, due time and events).
 pub struct NewMessage {
     pub id: MessageId,
     /// Shared: the caller may send it on from memory once it is on disk.
     pub body: Arc<Vec<u8>>,
-    pub batch: sled::Batch,
+    pub record: Vec<u8>,
+    pub due_ms: i64,
     pub events: Vec<crate::events::Event>,
 }
 
@@ -71,9 +73,9 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Writes the bodies, then applies their batches. Returns the waiters,
+    /// Writes the bodies, then applies their records. Returns the waiters,
     /// each with the error that already decided its answer, if any.
-    fn spool(&self, new: Vec<(Box<NewMessage>, Waiter)>) -> Vec<(Waiter, Option<String>)> {
+    fn spool(&self, mut new: Vec<(Box<NewMessage>, Waiter)>) -> Vec<(Waiter, Option<String>)> {
         if new.is_empty() {
             return Vec::new();
         }
@@ -88,21 +90,24 @@ impl Round<'_> {
             }
         };
         drop(bodies);
-        new.into_iter()
-            .zip(refs)
-            .map(|((m, w), r)| {
-                let NewMessage { id, body, mut batch, events } = *m;
-                drop(body);
-                batch.insert(&super::key(super::LOCATION, &id), &r.encode());
-                match self.events.apply(batch, events) {
-                    Ok(()) => (w, None),
-                    Err(e) => {
-                        self.segments.release(r);
-                        (w, Some(e.to_string()))
-                    }
+        let mut batch = sled::Batch::default();
+        let mut events = Vec::new();
+        for ((m, _), r) in new.iter_mut().zip(&refs) {
+            batch.insert(&super::key(super::META, &m.id), std::mem::take(&mut m.record));
+            batch.insert(&super::due_key(m.due_ms, &m.id), &[]);
+            batch.insert(&super::key(super::LOCATION, &m.id), &r.encode());
+            events.append(&mut m.events);
+        }
+        let error = match self.events.apply(batch, events) {
+            Ok(()) => None,
+            Err(e) => {
+                for r in refs {
+                    self.segments.release(r);
                 }
-            })
-            .collect()
+                Some(e.to_string())
+            }
+        };
+        new.into_iter().map(|(_, w)| (w, error.clone())).collect()
     }
 
     /// Flushes sled; on success, events applied so far become readable and
@@ -195,7 +200,7 @@ impl Committer {
         let _ = self.tx.send(Request::Soon);
     }
 
-    /// Writes a new message's body, then applies its batch, and resolves
+    /// Writes a new message's body, then applies its record, and resolves
     /// once both are on disk.
     pub async fn spool(&self, message: NewMessage) -> Result<(), StoreError> {
         self.ask(|w| Request::Spool(Box::new(message), w)).await

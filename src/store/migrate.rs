@@ -1,23 +1,31 @@
-//! The spool format mark, and the move of format-1 bodies (4 KiB chunks
-//! in the sled tree) to segment files when such a directory is opened.
+//! The spool format mark, and the moves that bring an older data
+//! directory to the current format when it is opened.
 //!
-//! The mark lives in sled's default tree under [`FORMAT_KEY`]. A directory
-//! without it was written by a herald that kept bodies in the tree: its
+//! | format | what changed                                                |
+//! |--------|-------------------------------------------------------------|
+//! | 1      | bodies in the tree as `b/<id><n>` 4 KiB chunks (no mark)     |
+//! | 2      | bodies in segment files                                      |
+//! | 3      | retired records in the spool tree (`r/`, `x/`), not in a `retired` tree of their own, so retiring is one batch |
+//!
+//! The mark lives in sled's default tree under [`FORMAT_KEY`]. Format 1's
 //! bodies are copied to segments (one write and fdatasync per group), each
-//! group's location keys are written and its chunks removed in one batch,
-//! and the mark is written last. A crash in between redoes the rest at the
-//! next start; a body copied twice only costs space until its segment
-//! empties. A directory marked by a newer herald is refused.
+//! group's location keys are written and its chunks removed in one batch.
+//! Formats 1 and 2's retired records are copied into the spool tree, then
+//! the old tree is dropped. The mark is written last: a crash in between
+//! redoes the rest at the next start (each step is safe to repeat; a body
+//! copied twice only costs space until its segment empties). A directory
+//! marked by a newer herald is refused.
 
 use super::segments::{BodyRef, Segments};
-use super::{BODY, LOCATION, META, StoreError, key};
+use super::{BODY, FINISHED, LOCATION, META, RETIRED, StoreError, key};
 use crate::id::MessageId;
 use std::collections::HashMap;
 
 pub const FORMAT_KEY: &[u8] = b"herald/spool-format";
 
-/// The format this herald writes: bodies in segments.
-pub const FORMAT: u32 = 2;
+/// The format this herald writes: bodies in segments, retired records
+/// in the spool tree.
+pub const FORMAT: u32 = 3;
 
 /// Messages moved per write.
 const GROUP: usize = 128;
@@ -27,8 +35,8 @@ const GROUP: usize = 128;
 pub enum Mark {
     /// Written by this format: open as is.
     Current,
-    /// No mark: format 1, whose bodies are moved.
-    Legacy,
+    /// An older format, moved to the current one: 1 (no mark) or 2.
+    Older(u32),
     /// Newer than this herald: refuse.
     Newer(u32),
     Unreadable,
@@ -37,22 +45,22 @@ pub enum Mark {
 /// Reads a format mark (pure, for the tests).
 pub fn read_mark(value: Option<&[u8]>) -> Mark {
     match value {
-        None => Mark::Legacy,
+        None => Mark::Older(1),
         Some(v) => match <[u8; 4]>::try_from(v).map(u32::from_be_bytes) {
             Ok(FORMAT) => Mark::Current,
             Ok(n) if n > FORMAT => Mark::Newer(n),
-            Ok(1) => Mark::Legacy,
+            Ok(n @ (1 | 2)) => Mark::Older(n),
             _ => Mark::Unreadable,
         },
     }
 }
 
-/// `true` when the directory is format 1 and its bodies must be moved;
-/// an error when this herald cannot open it.
-pub fn check_format(db: &sled::Db) -> Result<bool, StoreError> {
+/// The directory's format, when this herald can open it (the current one,
+/// or an older one [`to_current`] moves); an error when it cannot.
+pub fn check_format(db: &sled::Db) -> Result<u32, StoreError> {
     match read_mark(db.get(FORMAT_KEY)?.as_deref()) {
-        Mark::Current => Ok(false),
-        Mark::Legacy => Ok(true),
+        Mark::Current => Ok(FORMAT),
+        Mark::Older(n) => Ok(n),
         Mark::Newer(n) => Err(StoreError::Format(format!(
             "the data directory was written by a newer herald (spool format {n}; this one reads formats 1 to {FORMAT}); refusing to open it: run the newer herald, or restore a backup"
         ))),
@@ -93,8 +101,58 @@ fn next_group(spool: &sled::Tree) -> Result<Vec<(MessageId, Vec<u8>, Vec<sled::I
     Ok(group)
 }
 
-/// Moves every chunked body to segments, then writes the format mark.
-pub fn bodies_to_segments(db: &sled::Db, spool: &sled::Tree, segments: &Segments) -> Result<(), StoreError> {
+/// Brings a directory of `format` to the current one, then writes the
+/// mark; nothing to do for the current format.
+pub fn to_current(db: &sled::Db, spool: &sled::Tree, segments: &Segments, format: u32) -> Result<(), StoreError> {
+    if format == FORMAT {
+        return Ok(());
+    }
+    if format < 2 {
+        bodies_to_segments(db, spool, segments)?;
+    }
+    retired_into_spool(db, spool)?;
+    db.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+    db.flush()?;
+    Ok(())
+}
+
+/// Copies the `retired` tree's records (`m/`, `x/` keys there) into the
+/// spool tree (`r/`, `x/`), then drops that tree.
+fn retired_into_spool(db: &sled::Db, spool: &sled::Tree) -> Result<(), StoreError> {
+    if !db.tree_names().iter().any(|n| n.as_ref() == b"retired") {
+        return Ok(());
+    }
+    let retired = db.open_tree("retired")?;
+    let mut batch = sled::Batch::default();
+    let mut n = 0usize;
+    for item in retired.iter() {
+        let (k, v) = item?;
+        match k.first() {
+            Some(&META) => {
+                let mut to = k.to_vec();
+                to[0] = RETIRED;
+                batch.insert(to, v);
+            }
+            Some(&FINISHED) => batch.insert(k, v),
+            _ => continue,
+        }
+        n += 1;
+        if n % 512 == 0 {
+            spool.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    spool.apply_batch(batch)?;
+    db.flush()?;
+    drop(retired);
+    db.drop_tree("retired")?;
+    if n > 0 {
+        tracing::info!(keys = n, "moved retired message records into the spool tree (spool format {FORMAT})");
+    }
+    Ok(())
+}
+
+/// Moves every chunked body to segments.
+fn bodies_to_segments(db: &sled::Db, spool: &sled::Tree, segments: &Segments) -> Result<(), StoreError> {
     let mut moved = 0usize;
     loop {
         let group = next_group(spool)?;
@@ -122,8 +180,6 @@ pub fn bodies_to_segments(db: &sled::Db, spool: &sled::Tree, segments: &Segments
         db.flush()?;
         moved += queued.len();
     }
-    db.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
-    db.flush()?;
     if moved > 0 {
         tracing::info!(messages = moved, "moved queued message bodies out of the database into segment files (spool format {FORMAT})");
     }
@@ -137,12 +193,13 @@ mod tests {
     #[test]
     fn format_marks() {
         let cases: &[(Option<&[u8]>, Mark)] = &[
-            (None, Mark::Legacy),
-            (Some(&1u32.to_be_bytes()), Mark::Legacy),
-            (Some(&2u32.to_be_bytes()), Mark::Current),
-            (Some(&3u32.to_be_bytes()), Mark::Newer(3)),
+            (None, Mark::Older(1)),
+            (Some(&1u32.to_be_bytes()), Mark::Older(1)),
+            (Some(&2u32.to_be_bytes()), Mark::Older(2)),
+            (Some(&3u32.to_be_bytes()), Mark::Current),
+            (Some(&4u32.to_be_bytes()), Mark::Newer(4)),
             (Some(&0u32.to_be_bytes()), Mark::Unreadable),
-            (Some(b"2"), Mark::Unreadable),
+            (Some(b"3"), Mark::Unreadable),
         ];
         for (value, want) in cases {
             assert_eq!(&read_mark(*value), want, "{value:?}");

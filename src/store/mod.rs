@@ -19,9 +19,11 @@
 //! message's batch is applied by the committer itself, right after its
 //! body is on disk.
 //!
-//! Finished messages move to the `retired` tree (record only, no body) and
-//! stay readable there until `queue.retire_after` has passed:
-//! `m/<id>` → record, `x/<finished ms, 8 bytes BE><id>` → empty.
+//! Finished messages are retired (record only, no body) in the same tree,
+//! in the batch that takes them out of the queue, and stay readable until
+//! `queue.retire_after` has passed: `r/<id>` → record,
+//! `x/<finished ms, 8 bytes BE><id>` → empty. (Formats 1 and 2 kept them
+//! in a `retired` tree of their own; [`migrate`] moves them.)
 
 pub mod commit;
 mod compact;
@@ -43,6 +45,8 @@ const META: u8 = b'm';
 const BODY: u8 = b'b';
 const LOCATION: u8 = b'l';
 const DUE: u8 = b'q';
+const RETIRED: u8 = b'r';
+const FINISHED: u8 = b'x';
 
 /// Anything the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +68,6 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     spool: sled::Tree,
-    retired: sled::Tree,
     committer: Committer,
     segments: std::sync::Arc<segments::Segments>,
     disk: std::sync::Arc<disk::DiskWatch>,
@@ -116,16 +119,13 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let spool = db.open_tree("spool")?;
-        let retired = db.open_tree("retired")?;
-        let legacy = migrate::check_format(&db)?;
+        let format = migrate::check_format(&db)?;
         let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
-        if legacy {
-            migrate::bodies_to_segments(&db, &spool, &segments)?;
-        }
+        migrate::to_current(&db, &spool, &segments, format)?;
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
         let committer = Committer::start(db.clone(), events.clone(), segments.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
-        Ok(Self { db, spool, retired, committer, segments, disk, events })
+        Ok(Self { db, spool, committer, segments, disk, events })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -166,17 +166,14 @@ impl Store {
     }
 
     /// Spools a new message: the body goes to a segment, then record,
-    /// body location, due key and `events` in one batch, in a shared
-    /// commit. Returns once the message is on disk.
+    /// body location, due key and `events` in one batch (shared with the
+    /// other messages of the commit round). Returns once the message is
+    /// on disk.
     ///
     /// Whoever spools wakes whoever waits for new mail (the queue's
     /// scheduler, unless the message goes out at once from memory).
     pub async fn spool(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
-        let id = record.id;
-        let mut batch = sled::Batch::default();
-        batch.insert(&key(META, &id), record.encode());
-        batch.insert(&due_key(record.due_ms, &id), &[]);
-        self.committer.spool(commit::NewMessage { id, body, batch, events }).await
+        self.committer.spool(commit::NewMessage { id: record.id, body, record: record.encode(), due_ms: record.due_ms, events }).await
     }
 
     /// Rewrites a record and moves its due key, atomically; `old_due` is the
@@ -213,14 +210,14 @@ impl Store {
         if let Some(r) = self.message(id)? {
             return Ok(Some(r));
         }
-        match self.retired.get(key(META, id))? {
+        match self.spool.get(key(RETIRED, id))? {
             Some(v) => MessageRecord::decode(&v).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Moves a finished message out of the queue: its record goes to the
-    /// retired tree, its body and due key are dropped. Safe to repeat.
+    /// Moves a finished message out of the queue, in one batch: its record
+    /// is kept as retired, its body and due key are dropped. Safe to repeat.
     pub fn retire(&self, record: &MessageRecord) -> Result<(), StoreError> {
         self.retire_with(record, Vec::new())
     }
@@ -231,10 +228,9 @@ impl Store {
     pub fn retire_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let finished = record.finished_ms.unwrap_or(record.received_ms);
         let mut batch = sled::Batch::default();
-        batch.insert(&key(META, &record.id), record.encode());
-        batch.insert(&time_key(b'x', finished, &record.id), &[]);
-        self.retired.apply_batch(batch)?;
-        self.remove_with(record, events)
+        batch.insert(&key(RETIRED, &record.id), record.encode());
+        batch.insert(&time_key(FINISHED, finished, &record.id), &[]);
+        self.remove_in(batch, record, events)
     }
 
     /// Rewrites a retired record in place (a bounce that arrived after
@@ -243,10 +239,9 @@ impl Store {
     /// retired.
     pub fn update_retired(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<bool, StoreError> {
         let bytes = record.encode();
-        let before = self.retired.fetch_and_update(key(META, &record.id), |old| old.map(|_| bytes.clone()))?;
+        let before = self.spool.fetch_and_update(key(RETIRED, &record.id), |old| old.map(|_| bytes.clone()))?;
         if before.is_some() {
-            // Another tree: written right behind the record, before the
-            // caller's flush.
+            // Written right behind the record, before the caller's flush.
             self.events.apply(sled::Batch::default(), events)?;
         }
         Ok(before.is_some())
@@ -254,24 +249,27 @@ impl Store {
 
     /// Retired records, oldest finished first.
     pub fn retired(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
-        self.retired
-            .scan_prefix([META, b'/'])
+        self.spool
+            .scan_prefix([RETIRED, b'/'])
             .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
     }
 
     /// Forgets retired messages that finished before `before_ms`; returns how many.
     pub fn purge_retired(&self, before_ms: i64) -> Result<usize, StoreError> {
-        let end = time_key(b'x', before_ms, &MessageId::MIN);
+        let end = time_key(FINISHED, before_ms, &MessageId::MIN);
         let mut n = 0;
-        for item in self.retired.range(time_key(b'x', 0, &MessageId::MIN)..end) {
+        let mut batch = sled::Batch::default();
+        for item in self.spool.range(time_key(FINISHED, 0, &MessageId::MIN)..end) {
             let (k, _) = item?;
             let (_, id) = decode_due(&k)?;
-            let mut batch = sled::Batch::default();
             batch.remove(k);
-            batch.remove(&key(META, &id));
-            self.retired.apply_batch(batch)?;
+            batch.remove(&key(RETIRED, &id));
             n += 1;
+            if n % 512 == 0 {
+                self.spool.apply_batch(std::mem::take(&mut batch))?;
+            }
         }
+        self.spool.apply_batch(batch)?;
         Ok(n)
     }
 
@@ -324,9 +322,14 @@ impl Store {
     }
 
     fn remove_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.remove_in(sled::Batch::default(), record, events)
+    }
+
+    /// Adds the removal of a queued message to `batch` and applies it
+    /// with `events`; the body's space is released once it is applied.
+    fn remove_in(&self, mut batch: sled::Batch, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let location = self.location(&id)?;
-        let mut batch = sled::Batch::default();
         batch.remove(&key(META, &id));
         batch.remove(&key(LOCATION, &id));
         batch.remove(&due_key(record.due_ms, &id));
