@@ -5,10 +5,12 @@
 //! memory grows with the messages claimed (`queue.workers` × 4 at most),
 //! not with the queue.
 //!
-//! Each destination's outcome is written before its connection carries
-//! anything else, and is on disk with the next commit, a few milliseconds
-//! later at most (`store::commit::LINGER`): a crash in between sends that
-//! message again, at least once. When the round's last destination
+//! Each destination's outcome is written (a finished message's retirement
+//! handed to the committer, which applies it with its next round, in that
+//! round's batch) before its connection carries anything else, and is on
+//! disk with the next commit, a few milliseconds later at most
+//! (`store::commit::LINGER`): a crash in between sends that message
+//! again, at least once. When the round's last destination
 //! reports, recipients that became final failures are reported to the
 //! sender in one DSN at once, not when the whole message is done.
 
@@ -79,7 +81,8 @@ impl InFlight {
     }
 
     /// Records one destination's results, calls `recorded` once they are
-    /// written (the courier may then use its connection again), and asks
+    /// written or handed to the committer (the courier may then use its
+    /// connection again), and asks
     /// for them to reach the disk soon. When it was the last destination
     /// of this round, failures that became final are reported to the
     /// sender, and the message is retired if finished.
@@ -117,6 +120,9 @@ impl InFlight {
             rcpt.attempts.push(attempt);
         }
         let last = self.jobs_left.fetch_sub(1, Ordering::AcqRel) == 1;
+        // Whether the message is released here; a retirement releases it
+        // once the committer has applied it.
+        let mut release = last;
         let written = if last {
             let old_due = record.due_ms;
             // An attempt that outlasted its retry delay must not come due
@@ -124,7 +130,20 @@ impl InFlight {
             if record.due_ms < now {
                 record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
             }
-            end_round(core, &mut record, old_due, events).await
+            core.report_failures(&mut record).await;
+            if record.is_finished() {
+                // Retiring drops the due key of the record as stored.
+                record.due_ms = old_due;
+                release = false;
+                finish_soon(core, record.clone(), events);
+                Ok(())
+            } else {
+                // The next attempt's time is known only now.
+                for e in events.iter_mut().filter(|e| e.kind == Some(EventKind::Deferred)) {
+                    e.next_attempt_ms = Some(record.due_ms);
+                }
+                core.store.update_with(&record, Some(old_due), events)
+            }
         } else {
             for e in events.iter_mut().filter(|e| e.kind == Some(EventKind::Deferred)) {
                 e.next_attempt_ms = Some(record.due_ms);
@@ -139,7 +158,7 @@ impl InFlight {
         // Nobody waits for an outcome to reach the disk: it rides on the
         // next commit (a failed flush is the committer's to report).
         core.store.durable_soon();
-        if last {
+        if release {
             core.release(&self.id);
         }
     }
@@ -165,36 +184,42 @@ fn outcome_event(record: &MessageRecord, r: &JobOutcome, bounce: Option<crate::b
     e
 }
 
-/// The round's last destination reported: DSN for new final failures,
-/// then retire the message or write its record.
-async fn end_round(core: &Arc<QueueCore>, record: &mut MessageRecord, old_due: i64, mut events: Vec<Event>) -> Result<(), StoreError> {
-    core.report_failures(record).await;
-    if record.is_finished() {
-        // Retiring drops the due key of the record as stored.
-        record.due_ms = old_due;
-        finish(core, record.clone(), events)
-    } else {
-        // The next attempt's time is known only now.
-        for e in events.iter_mut().filter(|e| e.kind == Some(EventKind::Deferred)) {
-            e.next_attempt_ms = Some(record.due_ms);
-        }
-        core.store.update_with(record, Some(old_due), events)
-    }
+/// Marks a message finished and builds the DSN for its failures not
+/// reported yet (an expiry, a bounce), to be spooled once it is retired.
+fn finishing(core: &Arc<QueueCore>, record: &mut MessageRecord) -> Option<(MessageRecord, Vec<u8>)> {
+    record.finished_ms = Some(core.clock.now_ms());
+    core.take_dsn(record, |core, record| core.store.body(&record.id).ok().flatten().map(|b| dsn::header_section(&b).to_vec()).unwrap_or_default())
 }
 
 /// Retires a finished message, with `events` in the same batch. Failures
 /// not reported yet (an expiry, a bounce) must have been reported by the
 /// caller, or are reported here without waiting.
 pub(crate) fn finish(core: &Arc<QueueCore>, mut record: MessageRecord, events: Vec<Event>) -> Result<(), StoreError> {
-    let now = core.clock.now_ms();
-    record.finished_ms = Some(now);
-    let dsn = core.take_dsn(&mut record, |core, record| core.store.body(&record.id).ok().flatten().map(|b| dsn::header_section(&b).to_vec()).unwrap_or_default());
+    let dsn = finishing(core, &mut record);
     core.store.retire_with(&record, events)?;
     tracing::info!(msg_id = %record.id, "finished");
     if let Some((dsn_record, bytes)) = dsn {
         spool_dsn(core.store.clone(), core.wake.clone(), dsn_record, bytes);
     }
     Ok(())
+}
+
+/// [`finish`] at the end of a delivery round, whose message stays held:
+/// the committer retires it with its next round, in that round's batch,
+/// and only then is it released (until then it still reads as queued).
+fn finish_soon(core: &Arc<QueueCore>, mut record: MessageRecord, events: Vec<Event>) {
+    let dsn = finishing(core, &mut record);
+    let (id, held) = (record.id, core.clone());
+    core.store.retire_soon(&record, events, move |result| {
+        match result {
+            Ok(()) => tracing::info!(msg_id = %id, "finished"),
+            Err(e) => tracing::error!(msg_id = %id, error = %e, "cannot record the outcome; the attempt will be repeated"),
+        }
+        held.release(&id);
+    });
+    if let Some((dsn_record, bytes)) = dsn {
+        spool_dsn(core.store.clone(), core.wake.clone(), dsn_record, bytes);
+    }
 }
 
 impl QueueCore {

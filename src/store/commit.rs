@@ -8,24 +8,26 @@
 //!
 //! 1. appends every waiting body to the current segment in one `write`
 //!    and one `fdatasync` ([`super::segments`]);
-//! 2. applies those messages' records, due keys, location keys and events
-//!    in one sled batch (every batch costs sled two log writes of its
-//!    own), so no record can reach the disk before its body;
+//! 2. applies those messages' records, due keys, location keys and events,
+//!    and the retirements handed to it ([`Committer::retire`]), in one
+//!    sled batch (every batch costs sled two log writes of its own), so no
+//!    record can reach the disk before its body;
 //! 3. flushes sled once, which covers every batch applied before it began;
 //! 4. answers everyone, and deletes segments emptied before the flush.
 //!
 //! It never sleeps while anyone waits: whoever arrives while a round runs
 //! is served by the next one, so one session pays one round and fifty
 //! share one (the way PostgreSQL's WAL writer and RocksDB's write groups
-//! batch). A write nobody waits for (a delivery outcome, [`Committer::soon`])
-//! lingers up to [`LINGER`] for a writer that does, and rides on its round.
+//! batch). A write nobody waits for (a delivery outcome, [`Committer::soon`],
+//! a retirement) lingers up to [`LINGER`] for a writer that does, and rides
+//! on its round.
 
 use super::StoreError;
 use super::events::EventLog;
 use super::segments::Segments;
 use crate::id::MessageId;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
 
@@ -42,6 +44,19 @@ pub struct NewMessage {
     pub events: Vec<crate::events::Event>,
 }
 
+/// A finished message to take out of the queue with the next round: its
+/// record (kept as retired), the keys to drop, and what to do once that
+/// is applied (or failed).
+pub struct Retirement {
+    pub id: MessageId,
+    pub record: Vec<u8>,
+    pub finished_ms: i64,
+    /// The due time its due key was written with.
+    pub due_ms: i64,
+    pub events: Vec<crate::events::Event>,
+    pub then: Box<dyn FnOnce(Result<(), String>) + Send>,
+}
+
 /// How long a round that nobody waits for waits for one that somebody
 /// does, to share it.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
@@ -52,11 +67,15 @@ enum Request {
     /// The same, soon; nobody waits.
     Soon,
     Spool(Box<NewMessage>, Waiter),
+    Retire(Box<Retirement>),
 }
 
 #[derive(Clone)]
 pub struct Committer {
     tx: mpsc::Sender<Request>,
+    /// A [`Request::Soon`] is on its way and no round has taken it yet:
+    /// asking again would only wake the thread for nothing.
+    soon: Arc<AtomicBool>,
     flushes: Arc<AtomicU64>,
     /// Flips to `true` at the first failed flush or body write. sled keeps
     /// a write error (ENOSPC, EIO) as a global state and fails every later
@@ -67,29 +86,34 @@ pub struct Committer {
 
 struct Round<'a> {
     db: &'a sled::Db,
+    spool: &'a sled::Tree,
     events: &'a EventLog,
     segments: &'a Segments,
     failed: &'a tokio::sync::watch::Sender<bool>,
 }
 
 impl Round<'_> {
-    /// Writes the bodies, then applies their records. Returns the waiters,
-    /// each with the error that already decided its answer, if any.
-    fn spool(&self, mut new: Vec<(Box<NewMessage>, Waiter)>) -> Vec<(Waiter, Option<String>)> {
-        if new.is_empty() {
-            return Vec::new();
-        }
-        let bodies: Vec<(MessageId, &[u8])> = new.iter().map(|(m, _)| (m.id, m.body.as_slice())).collect();
-        let refs = match self.segments.append(&bodies) {
-            Ok(refs) => refs,
-            Err(e) => {
-                let e = format!("writing message bodies: {e}");
-                tracing::error!(error = %e, waiting = new.len(), "writing the spool failed");
-                self.failed.send_replace(true);
-                return new.into_iter().map(|(_, w)| (w, Some(e.clone()))).collect();
+    /// Writes the bodies, then applies their records and the
+    /// retirements in one batch. Returns the waiters, each with the error
+    /// that already decided its answer, if any.
+    fn apply(&self, mut new: Vec<(Box<NewMessage>, Waiter)>, retiring: Vec<Box<Retirement>>) -> Vec<(Waiter, Option<String>)> {
+        let mut answers = Vec::new();
+        let mut refs = Vec::new();
+        if !new.is_empty() {
+            let bodies: Vec<(MessageId, &[u8])> = new.iter().map(|(m, _)| (m.id, m.body.as_slice())).collect();
+            match self.segments.append(&bodies) {
+                Ok(r) => refs = r,
+                Err(e) => {
+                    let e = format!("writing message bodies: {e}");
+                    tracing::error!(error = %e, waiting = new.len(), "writing the spool failed");
+                    self.failed.send_replace(true);
+                    answers.extend(new.drain(..).map(|(_, w)| (w, Some(e.clone()))));
+                }
             }
-        };
-        drop(bodies);
+        }
+        if new.is_empty() && retiring.is_empty() {
+            return answers;
+        }
         let mut batch = sled::Batch::default();
         let mut events = Vec::new();
         for ((m, _), r) in new.iter_mut().zip(&refs) {
@@ -98,16 +122,35 @@ impl Round<'_> {
             batch.insert(&super::key(super::LOCATION, &m.id), &r.encode());
             events.append(&mut m.events);
         }
-        let error = match self.events.apply(batch, events) {
-            Ok(()) => None,
-            Err(e) => {
-                for r in refs {
-                    self.segments.release(r);
+        let mut freed = Vec::new();
+        let mut done = Vec::new();
+        for r in retiring {
+            let Retirement { id, record, finished_ms, due_ms, events: mut more, then } = *r;
+            match super::read_location(self.spool, &id) {
+                Ok(location) => freed.extend(location),
+                Err(e) => {
+                    then(Err(e.to_string()));
+                    continue;
                 }
-                Some(e.to_string())
             }
-        };
-        new.into_iter().map(|(_, w)| (w, error.clone())).collect()
+            batch.insert(&super::key(super::RETIRED, &id), record);
+            batch.insert(&super::time_key(super::FINISHED, finished_ms, &id), &[]);
+            batch.remove(&super::key(super::META, &id));
+            batch.remove(&super::key(super::LOCATION, &id));
+            batch.remove(&super::due_key(due_ms, &id));
+            events.append(&mut more);
+            done.push(then);
+        }
+        let error = self.events.apply(batch, events).err().map(|e| e.to_string());
+        match &error {
+            None => freed.into_iter().for_each(|r| self.segments.release(r)),
+            Some(_) => refs.into_iter().for_each(|r| self.segments.release(r)),
+        }
+        for then in done {
+            then(error.clone().map_or(Ok(()), Err));
+        }
+        answers.extend(new.into_iter().map(|(_, w)| (w, error.clone())));
+        answers
     }
 
     /// Flushes sled; on success, events applied so far become readable and
@@ -135,34 +178,40 @@ impl Round<'_> {
 impl Committer {
     /// Starts the committer thread for `db` and the body `segments`. It
     /// ends when every handle (and so every sender) is gone.
-    pub fn start(db: sled::Db, events: Arc<EventLog>, segments: Arc<Segments>) -> Self {
+    pub fn start(db: sled::Db, spool: sled::Tree, events: Arc<EventLog>, segments: Arc<Segments>) -> Self {
         let (tx, rx) = mpsc::channel::<Request>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
         let failed = Arc::new(tokio::sync::watch::Sender::new(false));
         let failed_flag = failed.clone();
+        let soon = Arc::new(AtomicBool::new(false));
+        let soon_asked = soon.clone();
         std::thread::Builder::new()
             .name("herald-commit".into())
             .spawn(move || {
-                let round = Round { db: &db, events: &events, segments: &segments, failed: &failed_flag };
+                let round = Round { db: &db, spool: &spool, events: &events, segments: &segments, failed: &failed_flag };
                 while let Ok(first) = rx.recv() {
                     let mut requests: Vec<Request> = std::iter::once(first).chain(rx.try_iter()).collect();
-                    if requests.iter().all(|r| matches!(r, Request::Soon))
+                    if requests.iter().all(|r| matches!(r, Request::Soon | Request::Retire(_)))
                         && let Ok(next) = rx.recv_timeout(LINGER)
                     {
                         requests.push(next);
                         requests.extend(rx.try_iter());
                     }
+                    // From here on, a new `soon` needs a new round.
+                    soon_asked.store(false, Ordering::Release);
                     let mut durable = Vec::new();
                     let mut new = Vec::new();
+                    let mut retiring = Vec::new();
                     for req in requests {
                         match req {
                             Request::Durable(w) => durable.push(w),
                             Request::Spool(m, w) => new.push((m, w)),
+                            Request::Retire(r) => retiring.push(r),
                             Request::Soon => {}
                         }
                     }
-                    let spooled = round.spool(new);
+                    let spooled = round.apply(new, retiring);
                     let result = round.flush();
                     counter.fetch_add(1, Ordering::Relaxed);
                     for w in durable {
@@ -177,7 +226,7 @@ impl Committer {
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the commit thread: {e}"));
-        Self { tx, flushes, failed }
+        Self { tx, soon, flushes, failed }
     }
 
     async fn ask(&self, req: impl FnOnce(Waiter) -> Request) -> Result<(), StoreError> {
@@ -197,7 +246,17 @@ impl Committer {
     /// Asks for everything applied so far to be made durable within
     /// [`LINGER`] (sooner when a round runs anyway), without waiting.
     pub fn soon(&self) {
-        let _ = self.tx.send(Request::Soon);
+        if !self.soon.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Request::Soon);
+        }
+    }
+
+    /// Hands a retirement to the next round (within [`LINGER`]); its
+    /// `then` runs on the commit thread once it is applied, or failed.
+    pub fn retire(&self, retirement: Retirement) {
+        if let Err(mpsc::SendError(Request::Retire(r))) = self.tx.send(Request::Retire(Box::new(retirement))) {
+            (r.then)(Err("commit thread is gone".into()));
+        }
     }
 
     /// Writes a new message's body, then applies its record, and resolves

@@ -123,7 +123,7 @@ impl Store {
         let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
         migrate::to_current(&db, &spool, &segments, format)?;
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
-        let committer = Committer::start(db.clone(), events.clone(), segments.clone());
+        let committer = Committer::start(db.clone(), spool.clone(), events.clone(), segments.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
         Ok(Self { db, spool, committer, segments, disk, events })
     }
@@ -233,6 +233,23 @@ impl Store {
         self.remove_in(batch, record, events)
     }
 
+    /// [`Store::retire_with`], applied by the committer with its next
+    /// round, a few milliseconds from now at most ([`commit::LINGER`]),
+    /// in that round's batch; `then` runs (on the commit thread, so it
+    /// must not block) once it is applied, or failed. Until then the
+    /// message reads as queued: the caller keeps it out of the
+    /// scheduler's reach until `then`.
+    pub fn retire_soon(&self, record: &MessageRecord, events: Vec<crate::events::Event>, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        self.committer.retire(commit::Retirement {
+            id: record.id,
+            record: record.encode(),
+            finished_ms: record.finished_ms.unwrap_or(record.received_ms),
+            due_ms: record.due_ms,
+            events,
+            then: Box::new(move |result| then(result.map_err(StoreError::Flush))),
+        });
+    }
+
     /// Rewrites a retired record in place (a bounce that arrived after
     /// delivery). Its purge time stays that of `finished_ms` at retirement.
     /// `false`, and nothing written, when the record is not (or no longer)
@@ -275,10 +292,7 @@ impl Store {
 
     /// Where a queued message's body is.
     fn location(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
-        match self.spool.get(key(LOCATION, id))? {
-            Some(v) => segments::BodyRef::decode(&v).map(Some).ok_or_else(|| StoreError::Corrupt { key: format!("l/{id}"), reason: "bad body location".into() }),
-            None => Ok(None),
-        }
+        read_location(&self.spool, id)
     }
 
     /// The message as submitted, `None` once it is no longer queued.
@@ -338,6 +352,14 @@ impl Store {
             self.segments.release(r);
         }
         Ok(())
+    }
+}
+
+/// Where a queued message's body is, read from the spool tree.
+fn read_location(spool: &sled::Tree, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
+    match spool.get(key(LOCATION, id))? {
+        Some(v) => segments::BodyRef::decode(&v).map(Some).ok_or_else(|| StoreError::Corrupt { key: format!("l/{id}"), reason: "bad body location".into() }),
+        None => Ok(None),
     }
 }
 
