@@ -2,18 +2,21 @@
 //! and records.
 //!
 //! A writer either applies its sled batch (in memory) and asks for
-//! durability, or — a new message — hands its body and its batch to the
+//! durability, or — a new message — hands its record and body to the
 //! committer. The committer thread takes every request waiting at that
 //! moment and:
 //!
-//! 1. appends every waiting body to the current segment in one `write`
-//!    and one `fdatasync` ([`super::segments`]);
+//! 1. appends every waiting message — a record frame (record, due time,
+//!    events) and the body — to the current segment in one `write` and
+//!    one `fdatasync` ([`super::segments`]): that makes them durable;
 //! 2. applies those messages' records, due keys, location keys and events,
-//!    and the retirements handed to it ([`Committer::retire`]), in one
-//!    sled batch (every batch costs sled two log writes of its own), so no
-//!    record can reach the disk before its body;
-//! 3. flushes sled once, which covers every batch applied before it began;
-//! 4. answers everyone, and deletes segments emptied before the flush.
+//!    the retirements handed to it ([`Committer::retire`]) and the replay
+//!    checkpoint in one sled batch (every batch costs sled two log writes
+//!    of its own), and answers the new messages' writers;
+//! 3. flushes sled once, which covers every batch applied before it began
+//!    (what a crash takes before that is replayed from the record frames
+//!    at the next start: [`super::replay`]);
+//! 4. answers everyone else, and deletes segments emptied before the flush.
 //!
 //! It never sleeps while anyone waits: whoever arrives while a round runs
 //! is served by the next one, so one session pays one round and fifty
@@ -93,16 +96,22 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Writes the bodies, then applies their records and the
-    /// retirements in one batch. Returns the waiters, each with the error
-    /// that already decided its answer, if any.
+    /// Writes the new messages' frames, then applies their records and
+    /// the retirements in one batch. Returns the new messages' waiters,
+    /// each with its answer: the messages are durable once this returns
+    /// without an error.
     fn apply(&self, mut new: Vec<(Box<NewMessage>, Waiter)>, retiring: Vec<Box<Retirement>>) -> Vec<(Waiter, Option<String>)> {
         let mut answers = Vec::new();
         let mut refs = Vec::new();
+        let mut reached = None;
         if !new.is_empty() {
-            let bodies: Vec<(MessageId, &[u8])> = new.iter().map(|(m, _)| (m.id, m.body.as_slice())).collect();
-            match self.segments.append(&bodies) {
-                Ok(r) => refs = r,
+            let notes: Vec<Vec<u8>> = new.iter().map(|(m, _)| super::replay::encode(&m.record, m.due_ms, &m.events)).collect();
+            let messages: Vec<(MessageId, Option<&[u8]>, &[u8])> = new.iter().zip(&notes).map(|((m, _), n)| (m.id, Some(n.as_slice()), m.body.as_slice())).collect();
+            match self.segments.append_records(&messages) {
+                Ok((r, position)) => {
+                    refs = r;
+                    reached = Some(position);
+                }
                 Err(e) => {
                     let e = format!("writing message bodies: {e}");
                     tracing::error!(error = %e, waiting = new.len(), "writing the spool failed");
@@ -121,6 +130,9 @@ impl Round<'_> {
             batch.insert(&super::due_key(m.due_ms, &m.id), &[]);
             batch.insert(&super::key(super::LOCATION, &m.id), &r.encode());
             events.append(&mut m.events);
+        }
+        if let Some(position) = reached {
+            batch.insert(super::replay::CHECKPOINT, &position.encode());
         }
         let mut freed = Vec::new();
         let mut done = Vec::new();
@@ -141,6 +153,9 @@ impl Round<'_> {
             events.append(&mut more);
             done.push(then);
         }
+        // A failure here leaves the new messages' frames on disk: their
+        // writers are told no, and the next start brings them back (sent,
+        // then, though refused: at least once).
         let error = self.events.apply(batch, events).err().map(|e| e.to_string());
         match &error {
             None => freed.into_iter().for_each(|r| self.segments.release(r)),
@@ -211,17 +226,13 @@ impl Committer {
                             Request::Soon => {}
                         }
                     }
-                    let spooled = round.apply(new, retiring);
+                    for (w, error) in round.apply(new, retiring) {
+                        let _ = w.send(error.map_or(Ok(()), Err));
+                    }
                     let result = round.flush();
                     counter.fetch_add(1, Ordering::Relaxed);
                     for w in durable {
                         let _ = w.send(result.clone());
-                    }
-                    for (w, error) in spooled {
-                        let _ = w.send(match error {
-                            Some(e) => Err(e),
-                            None => result.clone(),
-                        });
                     }
                 }
             })
@@ -259,8 +270,8 @@ impl Committer {
         }
     }
 
-    /// Writes a new message's body, then applies its record, and resolves
-    /// once both are on disk.
+    /// Writes a new message's record frame and body, then applies its
+    /// record, and resolves once it is durable (before sled is flushed).
     pub async fn spool(&self, message: NewMessage) -> Result<(), StoreError> {
         self.ask(|w| Request::Spool(Box::new(message), w)).await
     }

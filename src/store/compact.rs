@@ -90,7 +90,11 @@ mod tests {
     #[tokio::test]
     async fn survivors_move_forward_and_the_old_segments_go() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sized(dir.path(), 8, 3000).unwrap();
+        // Each message: a record frame (record, due time, no events) and
+        // a body frame of 600 bytes; a segment closes after five.
+        let frames = 2 * HEADER + 12 + record(MessageId::MIN).encode().len() + 2 + 600;
+        let max = 4 * frames as u64 + 1;
+        let store = Store::open_sized(dir.path(), 8, max).unwrap();
         let mut records = Vec::new();
         for n in 0..12u8 {
             let r = record(MessageId::generate(1_700_000_000_000 + n as i64));
@@ -118,7 +122,7 @@ mod tests {
         // The commit thread lets go of the database once it sees the handle gone.
         let mut tries = 0;
         let store = loop {
-            match Store::open_sized(dir.path(), 8, 3000) {
+            match Store::open_sized(dir.path(), 8, max) {
                 Ok(s) => break s,
                 Err(e) if tries < 50 => {
                     tries += 1;

@@ -6,6 +6,7 @@
 //! | 1      | bodies in the tree as `b/<id><n>` 4 KiB chunks (no mark)     |
 //! | 2      | bodies in segment files                                      |
 //! | 3      | retired records in the spool tree (`r/`, `x/`), not in a `retired` tree of their own, so retiring is one batch |
+//! | 4      | record frames in the segments, before each body ([`super::replay`]); nothing to move, but a herald of format 3 would take them for a torn tail and cut the segment there |
 //!
 //! The mark lives in sled's default tree under [`FORMAT_KEY`]. Format 1's
 //! bodies are copied to segments (one write and fdatasync per group), each
@@ -23,9 +24,9 @@ use std::collections::HashMap;
 
 pub const FORMAT_KEY: &[u8] = b"herald/spool-format";
 
-/// The format this herald writes: bodies in segments, retired records
-/// in the spool tree.
-pub const FORMAT: u32 = 3;
+/// The format this herald writes: bodies and record frames in segments,
+/// retired records in the spool tree.
+pub const FORMAT: u32 = 4;
 
 /// Messages moved per write.
 const GROUP: usize = 128;
@@ -49,7 +50,7 @@ pub fn read_mark(value: Option<&[u8]>) -> Mark {
         Some(v) => match <[u8; 4]>::try_from(v).map(u32::from_be_bytes) {
             Ok(FORMAT) => Mark::Current,
             Ok(n) if n > FORMAT => Mark::Newer(n),
-            Ok(n @ (1 | 2)) => Mark::Older(n),
+            Ok(n @ 1..=3) => Mark::Older(n),
             _ => Mark::Unreadable,
         },
     }
@@ -196,10 +197,11 @@ mod tests {
             (None, Mark::Older(1)),
             (Some(&1u32.to_be_bytes()), Mark::Older(1)),
             (Some(&2u32.to_be_bytes()), Mark::Older(2)),
-            (Some(&3u32.to_be_bytes()), Mark::Current),
-            (Some(&4u32.to_be_bytes()), Mark::Newer(4)),
+            (Some(&3u32.to_be_bytes()), Mark::Older(3)),
+            (Some(&4u32.to_be_bytes()), Mark::Current),
+            (Some(&5u32.to_be_bytes()), Mark::Newer(5)),
             (Some(&0u32.to_be_bytes()), Mark::Unreadable),
-            (Some(b"3"), Mark::Unreadable),
+            (Some(b"4"), Mark::Unreadable),
         ];
         for (value, want) in cases {
             assert_eq!(&read_mark(*value), want, "{value:?}");

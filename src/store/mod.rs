@@ -15,9 +15,12 @@
 //! [`migrate`] moves them to segments when such a directory is opened.)
 //!
 //! Durability is shared: writers apply their batch, then wait on the
-//! [`commit::Committer`], which fsyncs once for everyone waiting; a new
-//! message's batch is applied by the committer itself, right after its
-//! body is on disk.
+//! [`commit::Committer`], which fsyncs once for everyone waiting. A new
+//! message is written by the committer itself: its record frame and body
+//! go to a segment in one write and fdatasync, which makes it durable;
+//! its batch is applied right after, and sled flushed after the answer
+//! (what a crash takes from sled then is replayed at start: [`replay`]).
+//! `c/wal` holds the replay's checkpoint.
 //!
 //! Finished messages are retired (record only, no body) in the same tree,
 //! in the batch that takes them out of the queue, and stay readable until
@@ -31,6 +34,7 @@ mod crc32c;
 pub mod disk;
 pub mod events;
 mod migrate;
+mod replay;
 pub mod suppressions;
 pub mod records;
 pub mod segments;
@@ -120,9 +124,12 @@ impl Store {
             .open()?;
         let spool = db.open_tree("spool")?;
         let format = migrate::check_format(&db)?;
+        let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
+        if replay::replay(&spool, &events, &dir.join("bodies"))? > 0 {
+            db.flush()?;
+        }
         let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
         migrate::to_current(&db, &spool, &segments, format)?;
-        let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
         let committer = Committer::start(db.clone(), spool.clone(), events.clone(), segments.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
         Ok(Self { db, spool, committer, segments, disk, events })

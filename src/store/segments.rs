@@ -1,21 +1,24 @@
 //! Message bodies in the spool's own append-only segment files
 //! (`<data dir>/bodies/<n>.seg`), out of the sled B-tree.
 //!
-//! The committer appends every waiting body in one `write` and makes them
-//! durable with one `fdatasync`, *before* the records that point at them
-//! are applied to sled: no record can reach the disk ahead of its body.
-//! Each body is framed:
+//! The committer appends every waiting message in one `write` and makes
+//! them durable with one `fdatasync`: for each, a *record frame* (what
+//! sled is about to be given: record, due time, events) and then its
+//! *body frame*. That write is what makes a new message durable; sled is
+//! flushed after the answer, and what a crash takes from it is replayed
+//! from the record frames at the next start ([`super::replay`]). Frames:
 //!
-//! | bytes | what                                  |
-//! |-------|---------------------------------------|
-//! | 4     | body length, u32 little-endian        |
-//! | 4     | CRC32C of the id and the body         |
-//! | 16    | the message id                        |
-//! | len   | the body                              |
+//! | bytes | what                                                        |
+//! |-------|-------------------------------------------------------------|
+//! | 4     | payload length, u32 little-endian; top bit set: a record frame |
+//! | 4     | CRC32C of the id and the payload                            |
+//! | 16    | the message id                                              |
+//! | len   | the payload: the body, or the record frame's contents        |
 //!
 //! A torn tail (a crash in the middle of an append) fails its length or
 //! checksum and is cut off when the last segment is opened again; nothing
-//! points at it, since its records were never applied.
+//! points at it, since its records were never applied and its writers
+//! never answered.
 //!
 //! Each segment counts the queued messages whose bodies it holds (rebuilt
 //! at start from the location keys in sled). A segment other than the one
@@ -64,20 +67,125 @@ impl BodyRef {
     }
 }
 
-/// One body's frame header.
-fn header(id: &MessageId, body: &[u8]) -> [u8; HEADER] {
+/// The length field's top bit: the frame holds a record, not a body.
+const RECORD_FRAME: u32 = 1 << 31;
+
+/// Where the committer's appends have reached: everything before it is
+/// on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl Position {
+    pub fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.segment.to_be_bytes());
+        b[8..].copy_from_slice(&self.offset.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; 16] = b.try_into().ok()?;
+        Some(Self { segment: u64::from_be_bytes(b[..8].try_into().ok()?), offset: u64::from_be_bytes(b[8..].try_into().ok()?) })
+    }
+}
+
+/// One frame's header; `record` marks a record frame.
+fn frame_header(id: &MessageId, payload: &[u8], record: bool) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
-    h[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    let len = payload.len() as u32 | if record { RECORD_FRAME } else { 0 };
+    h[..4].copy_from_slice(&len.to_le_bytes());
     h[8..].copy_from_slice(id.as_bytes());
-    let crc = crc32c::extend(crc32c::crc32c(&h[8..]), body);
+    let crc = crc32c::extend(crc32c::crc32c(&h[8..]), payload);
     h[4..8].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
-/// Checks a frame header against the body read after it.
+/// One body's frame header.
+fn header(id: &MessageId, body: &[u8]) -> [u8; HEADER] {
+    frame_header(id, body, false)
+}
+
+/// A frame header's payload length and kind (`true`: a record frame).
+fn frame_len(h: &[u8; HEADER]) -> (u64, bool) {
+    let raw = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    ((raw & !RECORD_FRAME) as u64, raw & RECORD_FRAME != 0)
+}
+
+/// Checks a frame header against the payload read after it.
+fn check_frame(h: &[u8; HEADER], payload: &[u8]) -> bool {
+    frame_len(h).0 as usize == payload.len() && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == crc32c::extend(crc32c::crc32c(&h[8..]), payload)
+}
+
+/// Checks a body frame's header against the body read after it.
 fn check(h: &[u8; HEADER], body: &[u8]) -> bool {
-    u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize == body.len()
-        && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == crc32c::extend(crc32c::crc32c(&h[8..]), body)
+    !frame_len(h).1 && check_frame(h, body)
+}
+
+/// One valid frame read back: its id, kind and place; the payload only
+/// for a record frame.
+pub struct Frame {
+    pub id: Option<MessageId>,
+    pub record: bool,
+    pub payload: Vec<u8>,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Walks the valid frames of `file` from `from`, up to the first that is
+/// not, calling `visit` with each header, offset and payload; returns
+/// where the valid frames end.
+fn walk(file: &File, from: u64, mut visit: impl FnMut(&[u8; HEADER], u64, &[u8])) -> io::Result<u64> {
+    let size = file.metadata()?.len();
+    let mut at = from;
+    let mut payload = Vec::new();
+    while at + HEADER as u64 <= size {
+        let mut h = [0u8; HEADER];
+        file.read_exact_at(&mut h, at)?;
+        let (len, _) = frame_len(&h);
+        if at + HEADER as u64 + len > size {
+            break;
+        }
+        payload.resize(len as usize, 0);
+        file.read_exact_at(&mut payload, at + HEADER as u64)?;
+        if !check_frame(&h, &payload) {
+            break;
+        }
+        visit(&h, at, &payload);
+        at += HEADER as u64 + len;
+    }
+    Ok(at)
+}
+
+/// The valid frames of `file` from `from`.
+fn frames(file: &File, from: u64) -> io::Result<Vec<Frame>> {
+    let mut out = Vec::new();
+    walk(file, from, |h, offset, payload| {
+        let record = frame_len(h).1;
+        let id = std::str::from_utf8(&h[8..]).ok().and_then(MessageId::parse);
+        out.push(Frame { id, record, payload: if record { payload.to_vec() } else { Vec::new() }, offset, len: payload.len() as u32 });
+    })?;
+    Ok(out)
+}
+
+/// Every valid frame in the segments of `dir` from `from` on, in order,
+/// with the segment each is in (for the replay at start).
+pub fn frames_from(dir: &Path, from: Position) -> io::Result<Vec<(u64, Frame)>> {
+    let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().and_then(|e| e.file_name().to_str().and_then(segment_number))).filter(|&n| n >= from.segment).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    numbers.sort_unstable();
+    let mut out = Vec::new();
+    for n in numbers {
+        let file = File::open(dir.join(segment_name(n)))?;
+        let start = if n == from.segment { from.offset } else { 0 };
+        out.extend(frames(&file, start)?.into_iter().map(|f| (n, f)));
+    }
+    Ok(out)
 }
 
 fn segment_name(n: u64) -> String {
@@ -118,24 +226,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// The length of the valid prefix of a segment: every frame whose length
 /// and checksum hold, up to the first that does not.
 fn valid_len(file: &File) -> io::Result<u64> {
-    let size = file.metadata()?.len();
-    let mut at = 0u64;
-    let mut buf = Vec::new();
-    while at + HEADER as u64 <= size {
-        let mut h = [0u8; HEADER];
-        file.read_exact_at(&mut h, at)?;
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as u64;
-        if at + HEADER as u64 + len > size {
-            break;
-        }
-        buf.resize(len as usize, 0);
-        file.read_exact_at(&mut buf, at + HEADER as u64)?;
-        if !check(&h, &buf) {
-            break;
-        }
-        at += HEADER as u64 + len;
-    }
-    Ok(at)
+    walk(file, 0, |_, _, _| {})
 }
 
 impl Segments {
@@ -183,6 +274,14 @@ impl Segments {
     /// Appends `bodies` in one write and one fdatasync; returns where each
     /// one is. Each counts as live from here on (see [`Segments::release`]).
     pub fn append(&self, bodies: &[(MessageId, &[u8])]) -> io::Result<Vec<BodyRef>> {
+        let messages: Vec<(MessageId, Option<&[u8]>, &[u8])> = bodies.iter().map(|(id, b)| (*id, None, *b)).collect();
+        Ok(self.append_records(&messages)?.0)
+    }
+
+    /// Appends, in one write and one fdatasync, each message's record
+    /// frame (when it has one) followed by its body frame. Returns where
+    /// each body is, and where the appends have reached.
+    pub fn append_records(&self, messages: &[(MessageId, Option<&[u8]>, &[u8])]) -> io::Result<(Vec<BodyRef>, Position)> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let (segment, file, start) = {
             let mut s = self.state();
@@ -191,11 +290,19 @@ impl Segments {
             }
             (s.active, s.file.clone(), s.end)
         };
-        let total: usize = bodies.iter().map(|(_, b)| HEADER + b.len()).sum();
+        let total: usize = messages.iter().map(|(_, r, b)| HEADER + r.map_or(0, |r| HEADER + r.len()) + b.len()).sum();
         let mut buf = Vec::with_capacity(total);
-        let mut refs = Vec::with_capacity(bodies.len());
-        for (id, body) in bodies {
-            let len = u32::try_from(body.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a body of 4 GiB or more"))?;
+        let mut refs = Vec::with_capacity(messages.len());
+        let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "a message of 2 GiB or more");
+        for (id, record, body) in messages {
+            if let Some(record) = record {
+                if record.len() as u64 >= RECORD_FRAME as u64 {
+                    return Err(too_big());
+                }
+                buf.extend_from_slice(&frame_header(id, record, true));
+                buf.extend_from_slice(record);
+            }
+            let len = u32::try_from(body.len()).ok().filter(|&l| l < RECORD_FRAME).ok_or_else(too_big)?;
             refs.push(BodyRef { segment, offset: start + buf.len() as u64, len });
             buf.extend_from_slice(&header(id, body));
             buf.extend_from_slice(body);
@@ -210,7 +317,7 @@ impl Segments {
         let mut s = self.state();
         s.end = start + buf.len() as u64;
         *s.live.entry(segment).or_default() += refs.len() as u64;
-        Ok(refs)
+        Ok((refs, Position { segment, offset: s.end }))
     }
 
     fn rotate(&self, s: &mut State) -> io::Result<()> {
