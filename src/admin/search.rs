@@ -26,7 +26,7 @@ pub(super) async fn search(State(s): State<Arc<AdminState>>, RawQuery(raw): RawQ
     let (mut found, truncated) = scan(&s, move |s| {
         let needle = Needle::new(&q);
         let mut found: Vec<MessageRecord> = Vec::new();
-        // A message being retired is in both trees for a moment.
+        // A message retired while the scan runs can be seen twice.
         for record in s.store.messages().chain(s.store.retired()) {
             let record = record?;
             if needle.matches(&record) && !found.iter().any(|f| f.id == record.id) {
