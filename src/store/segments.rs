@@ -49,29 +49,27 @@ pub struct BodyRef {
 }
 
 impl BodyRef {
+    /// Its frame's [`Position`], then the body length (u32 big-endian).
     pub fn encode(&self) -> [u8; 20] {
         let mut b = [0u8; 20];
-        b[..8].copy_from_slice(&self.segment.to_be_bytes());
-        b[8..16].copy_from_slice(&self.offset.to_be_bytes());
+        b[..16].copy_from_slice(&Position { segment: self.segment, offset: self.offset }.encode());
         b[16..].copy_from_slice(&self.len.to_be_bytes());
         b
     }
 
     pub fn decode(b: &[u8]) -> Option<Self> {
         let b: &[u8; 20] = b.try_into().ok()?;
-        Some(Self {
-            segment: u64::from_be_bytes(b[..8].try_into().ok()?),
-            offset: u64::from_be_bytes(b[8..16].try_into().ok()?),
-            len: u32::from_be_bytes(b[16..].try_into().ok()?),
-        })
+        let at = Position::decode(&b[..16])?;
+        Some(Self { segment: at.segment, offset: at.offset, len: u32::from_be_bytes(b[16..].try_into().ok()?) })
     }
 }
 
 /// The length field's top bit: the frame holds a record, not a body.
 const RECORD_FRAME: u32 = 1 << 31;
 
-/// Where the committer's appends have reached: everything before it is
-/// on disk.
+/// A place in the segments: where the committer's appends have reached
+/// (everything before it is on disk), or where a frame starts. Encoded as
+/// segment and offset, u64 big-endian each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
     pub segment: u64,
