@@ -13,9 +13,10 @@
 //!    the retirements handed to it ([`Committer::retire`]) and the replay
 //!    checkpoint in one sled batch (every batch costs sled two log writes
 //!    of its own), and answers the new messages' writers;
-//! 3. flushes sled once, which covers every batch applied before it began
-//!    (what a crash takes before that is replayed from the record frames
-//!    at the next start: [`super::replay`]);
+//! 3. flushes sled once — when somebody waits for it, or once what nobody
+//!    waits for has waited [`LINGER`] — which covers every batch applied
+//!    before it began (what a crash takes before that is replayed from the
+//!    record frames at the next start: [`super::replay`]);
 //! 4. answers everyone else, and deletes segments emptied before the flush.
 //!
 //! It never sleeps while anyone waits: whoever arrives while a round runs
@@ -32,6 +33,7 @@ use crate::id::MessageId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -60,8 +62,9 @@ pub struct Retirement {
     pub then: Box<dyn FnOnce(Result<(), String>) + Send>,
 }
 
-/// How long a round that nobody waits for waits for one that somebody
-/// does, to share it.
+/// How long a write that nobody waits for waits for one that somebody
+/// does, to share its round; and how long anything applied waits for a
+/// sled flush at most.
 pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Request {
@@ -205,13 +208,32 @@ impl Committer {
             .name("herald-commit".into())
             .spawn(move || {
                 let round = Round { db: &db, spool: &spool, events: &events, segments: &segments, failed: &failed_flag };
-                while let Ok(first) = rx.recv() {
-                    let mut requests: Vec<Request> = std::iter::once(first).chain(rx.try_iter()).collect();
-                    if requests.iter().all(|r| matches!(r, Request::Soon | Request::Retire(_)))
-                        && let Ok(next) = rx.recv_timeout(LINGER)
-                    {
-                        requests.push(next);
-                        requests.extend(rx.try_iter());
+                // Something was applied and not flushed since `last_flush`;
+                // it reaches the disk by `last_flush + LINGER` at the latest.
+                let mut dirty = false;
+                let mut last_flush = Instant::now();
+                loop {
+                    let deadline = dirty.then(|| last_flush + LINGER);
+                    let first = match deadline {
+                        Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                            Ok(r) => Some(r),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                        None => match rx.recv() {
+                            Ok(r) => Some(r),
+                            Err(_) => break,
+                        },
+                    };
+                    let mut requests: Vec<Request> = first.into_iter().chain(rx.try_iter()).collect();
+                    // Writes nobody waits for wait, until the flush is due,
+                    // for one somebody does, to share its batch.
+                    if !requests.is_empty() && requests.iter().all(|r| matches!(r, Request::Soon | Request::Retire(_))) {
+                        let until = deadline.unwrap_or_else(|| Instant::now() + LINGER);
+                        if let Ok(next) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                            requests.push(next);
+                            requests.extend(rx.try_iter());
+                        }
                     }
                     // From here on, a new `soon` needs a new round.
                     soon_asked.store(false, Ordering::Release);
@@ -223,17 +245,33 @@ impl Committer {
                             Request::Durable(w) => durable.push(w),
                             Request::Spool(m, w) => new.push((m, w)),
                             Request::Retire(r) => retiring.push(r),
-                            Request::Soon => {}
+                            Request::Soon => dirty = true,
                         }
                     }
-                    for (w, error) in round.apply(new, retiring) {
-                        let _ = w.send(error.map_or(Ok(()), Err));
+                    if !new.is_empty() || !retiring.is_empty() {
+                        dirty = true;
+                        if !new.is_empty() {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        for (w, error) in round.apply(new, retiring) {
+                            let _ = w.send(error.map_or(Ok(()), Err));
+                        }
+                    }
+                    // New messages are durable in their record frames: sled
+                    // is flushed when somebody waits for it, or once what
+                    // nobody waits for has waited `LINGER`.
+                    if durable.is_empty() && !(dirty && last_flush.elapsed() >= LINGER) {
+                        continue;
                     }
                     let result = round.flush();
                     counter.fetch_add(1, Ordering::Relaxed);
+                    (dirty, last_flush) = (false, Instant::now());
                     for w in durable {
                         let _ = w.send(result.clone());
                     }
+                }
+                if dirty {
+                    let _ = round.flush();
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the commit thread: {e}"));
