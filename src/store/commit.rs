@@ -148,11 +148,8 @@ impl Round<'_> {
                     continue;
                 }
             }
-            batch.insert(&super::key(super::RETIRED, &id), record);
-            batch.insert(&super::time_key(super::FINISHED, finished_ms, &id), &[]);
-            batch.remove(&super::key(super::META, &id));
-            batch.remove(&super::key(super::LOCATION, &id));
-            batch.remove(&super::due_key(due_ms, &id));
+            super::keep_retired(&mut batch, &id, record, finished_ms);
+            super::unqueue(&mut batch, &id, due_ms);
             events.append(&mut more);
             done.push(then);
         }

@@ -233,10 +233,8 @@ impl Store {
     /// the message out of the queue (a crash before it leaves the message
     /// queued, to be finished, and its events written, again).
     pub fn retire_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
-        let finished = record.finished_ms.unwrap_or(record.received_ms);
         let mut batch = sled::Batch::default();
-        batch.insert(&key(RETIRED, &record.id), record.encode());
-        batch.insert(&time_key(FINISHED, finished, &record.id), &[]);
+        keep_retired(&mut batch, &record.id, record.encode(), record.finished_ms.unwrap_or(record.received_ms));
         self.remove_in(batch, record, events)
     }
 
@@ -351,15 +349,27 @@ impl Store {
     fn remove_in(&self, mut batch: sled::Batch, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let location = self.location(&id)?;
-        batch.remove(&key(META, &id));
-        batch.remove(&key(LOCATION, &id));
-        batch.remove(&due_key(record.due_ms, &id));
+        unqueue(&mut batch, &id, record.due_ms);
         self.events.apply(batch, events)?;
         if let Some(r) = location {
             self.segments.release(r);
         }
         Ok(())
     }
+}
+
+/// Adds to `batch` a finished message's `record`, kept as retired.
+fn keep_retired(batch: &mut sled::Batch, id: &MessageId, record: Vec<u8>, finished_ms: i64) {
+    batch.insert(&key(RETIRED, id), record);
+    batch.insert(&time_key(FINISHED, finished_ms, id), &[]);
+}
+
+/// Adds to `batch` the removal of a queued message's record, body
+/// location and due key (`due_ms`: the due time it was written with).
+fn unqueue(batch: &mut sled::Batch, id: &MessageId, due_ms: i64) {
+    batch.remove(&key(META, id));
+    batch.remove(&key(LOCATION, id));
+    batch.remove(&due_key(due_ms, id));
 }
 
 /// Where a queued message's body is, read from the spool tree.
