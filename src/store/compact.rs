@@ -79,12 +79,7 @@ mod tests {
     }
 
     fn record(id: MessageId) -> MessageRecord {
-        let json = serde_json::json!({
-            "v": 1, "id": id, "received_ms": 1, "mail_from": "a@b.test", "from_address": "a@b.test", "from_domain": "b.test",
-            "auth_user": null, "client_addr": "127.0.0.1", "client_helo": "c", "tls": false, "size": 600,
-            "received_header": "", "recipients": [{"address": "x@y.test", "status": "queued"}], "due_ms": 1_000_000_000_000i64,
-        });
-        MessageRecord::decode(&serde_json::to_vec(&json).unwrap()).unwrap()
+        crate::store::records::sample(id, 1_000_000_000_000)
     }
 
     #[tokio::test]

@@ -228,3 +228,14 @@ impl MessageRecord {
         self.recipients.iter().all(|r| !r.status.is_pending())
     }
 }
+
+/// A queued record with one recipient, for the store's tests.
+#[cfg(test)]
+pub(crate) fn sample(id: MessageId, due_ms: i64) -> MessageRecord {
+    let json = serde_json::json!({
+        "v": 1, "id": id, "received_ms": 1, "mail_from": "a@b.test", "from_address": "a@b.test", "from_domain": "b.test",
+        "auth_user": null, "client_addr": "127.0.0.1", "client_helo": "c", "tls": false, "size": 600,
+        "received_header": "", "recipients": [{"address": "x@y.test", "status": "queued"}], "due_ms": due_ms,
+    });
+    MessageRecord::decode(&serde_json::to_vec(&json).unwrap()).unwrap()
+}

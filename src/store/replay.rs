@@ -91,13 +91,7 @@ mod tests {
     use crate::store::{MessageRecord, Store};
 
     fn record(n: i64) -> MessageRecord {
-        let id = MessageId::generate(1_700_000_000_000 + n);
-        let json = serde_json::json!({
-            "v": 1, "id": id, "received_ms": 1, "mail_from": "a@b.test", "from_address": "a@b.test", "from_domain": "b.test",
-            "auth_user": null, "client_addr": "127.0.0.1", "client_helo": "c", "tls": false, "size": 600,
-            "received_header": "", "recipients": [{"address": "x@y.test", "status": "queued"}], "due_ms": 1_000_000_000_000i64 + n,
-        });
-        MessageRecord::decode(&serde_json::to_vec(&json).unwrap()).unwrap()
+        crate::store::records::sample(MessageId::generate(1_700_000_000_000 + n), 1_000_000_000_000 + n)
     }
 
     /// Opens the store in `dir`, waiting for the previous handle's commit
