@@ -12,8 +12,6 @@
 //! accepted faster than the relay delivered, and the backlog cost more
 //! than the gain.
 
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
 type Task = Box<dyn FnOnce() + Send>;
 
@@ -36,27 +34,23 @@ fn lower_priority() {
 
 #[derive(Clone)]
 pub struct SignPool {
-    tx: mpsc::Sender<Task>,
+    /// A queue every signing thread takes from, which wakes one idle
+    /// thread per task. (A `Mutex<mpsc::Receiver>` woke two: the one
+    /// holding the lock in `recv`, and then, when it let the lock go, the
+    /// one blocked on the lock, which went back to sleep.)
+    tx: crossbeam_channel::Sender<Task>,
 }
 
 impl SignPool {
     /// Starts `threads` signing threads; they end when every handle is gone.
     pub fn new(threads: usize) -> Self {
-        let (tx, rx) = mpsc::channel::<Task>();
-        let rx = Arc::new(Mutex::new(rx));
+        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             let spawned = std::thread::Builder::new().name(format!("herald-sign-{i}")).spawn(move || {
                 lower_priority();
-                loop {
-                    let task = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    match task {
-                        Ok(task) => task(),
-                        Err(_) => return,
-                    }
+                while let Ok(task) = rx.recv() {
+                    task();
                 }
             });
             if let Err(e) = spawned {
