@@ -1,7 +1,9 @@
 //! A new message, from its submission to its first delivery round.
 //!
-//! It is spooled (body and record on disk before the caller says 250)
-//! and then, when the queue has room, sent on at once from memory: no scan
+//! It is spooled (body and record on disk, in its record frame, before
+//! the caller says 250; the record reaches sled's index right after,
+//! [`crate::store::Store::spool_then`]) and then, when the queue has room,
+//! sent on at once from memory, once that record is applied: no scan
 //! of the due index, no second read of the body, no write of its own
 //! before it is sent. When it goes out at once, the record is spooled
 //! already claimed — first attempt counted, due again after the first
@@ -10,7 +12,8 @@
 //! least once), never lost. The round prepares it as every round does
 //! ([`super::InFlight::prepared`]). Without room, or with no recipient left to send to
 //! (all suppressed at acceptance), the record is spooled due now and the
-//! scheduler takes it from the due index as it takes every retry.
+//! scheduler, woken once it is applied, takes it from the due index as it
+//! takes every retry.
 
 use super::{QueueCore, backoff, send, start_round};
 use crate::delivery::Dispatcher;
@@ -37,20 +40,36 @@ impl Intake {
         let core = &self.core;
         let sendable = record.recipients.iter().any(|r| r.status.is_pending());
         // Held before the record can be seen, so the scheduler never
-        // claims it as well.
-        let hold = if sendable && core.in_flight_count() < core.max_in_flight { core.hold(&record.id) } else { None };
-        let Some(hold) = hold else {
-            core.store.spool(record, body, events).await?;
-            core.wake.notify_one();
-            return Ok(());
-        };
+        // claims it as well; kept until its round ends.
+        let held = sendable && core.in_flight_count() < core.max_in_flight && core.hold(&record.id).map(|h| h.keep()).is_some();
+        if !held {
+            let wake = core.wake.clone();
+            // The scheduler looks once the record is in the due index.
+            return core.store.spool_then(record, body, events, move |_| wake.notify_one()).await;
+        }
         let mut claimed = record.clone();
         claimed.attempts = 1;
         claimed.due_ms = core.clock.now_ms() + backoff::backoff(1, &core.schedule, rand::random::<f64>()).as_millis() as i64;
-        core.store.spool(&claimed, body.clone(), events).await?;
-        hold.keep();
-        tokio::spawn(first_round(core.clone(), self.dispatcher.clone(), claimed, body));
-        Ok(())
+        let id = claimed.id;
+        // The round starts once the claimed record is applied: never
+        // before, or its outcome could be overwritten by that record.
+        let (round_core, dispatcher, runtime) = (core.clone(), self.dispatcher.clone(), tokio::runtime::Handle::current());
+        let (round_record, round_body) = (claimed.clone(), body.clone());
+        let spooled = core
+            .store
+            .spool_then(&claimed, body, events, move |applied| match applied {
+                Ok(()) => drop(runtime.spawn(first_round(round_core, dispatcher, round_record, round_body))),
+                Err(e) => {
+                    // On disk in its record frame: the next start brings it back.
+                    tracing::error!(msg_id = %id, error = %e, "a new message's record was not applied; it is sent after the next start");
+                    round_core.release(&id);
+                }
+            })
+            .await;
+        if spooled.is_err() {
+            core.release(&id);
+        }
+        spooled
     }
 }
 

@@ -114,7 +114,7 @@ impl QueueCore {
         self.holds.contains(id)
     }
 
-    fn release(&self, id: &MessageId) {
+    pub(super) fn release(&self, id: &MessageId) {
         self.holds.release(id);
     }
 }

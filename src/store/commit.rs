@@ -8,11 +8,16 @@
 //!
 //! 1. appends every waiting message — a record frame (record, due time,
 //!    events) and the body — to the current segment in one `write` and
-//!    one `fdatasync` ([`super::segments`]): that makes them durable;
+//!    one `fdatasync` ([`super::segments`]): that makes them durable, and
+//!    their writers are answered at once (the client's 250 need not wait
+//!    for step 2);
 //! 2. applies those messages' records, due keys, location keys and events,
 //!    the retirements handed to it ([`Committer::retire`]) and the replay
 //!    checkpoint in one sled batch (every batch costs sled two log writes
-//!    of its own), and answers the new messages' writers;
+//!    of its own), then runs each new message's `then` (its first delivery
+//!    round starts there, never before its record is in sled). Until the
+//!    batch is applied, reads of the store wait ([`Committer::settled`]),
+//!    so whoever saw a 250 finds the message;
 //! 3. flushes sled once — when somebody waits for it, or once what nobody
 //!    waits for has waited [`LINGER`] — which covers every batch applied
 //!    before it began (what a crash takes before that is replayed from the
@@ -38,13 +43,19 @@ use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// What to do once a new message's record is applied (or failed to be):
+/// runs on the commit thread, so it must be quick (spawn, notify).
+pub type Then = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// A new message for the committer: its body, and what makes it queued
 /// once the body is on disk (its encoded record, due time and events).
 pub struct NewMessage {
     pub id: MessageId,
     /// Shared: the caller may send it on from memory once it is on disk.
     pub body: Arc<Vec<u8>>,
-    pub record: Vec<u8>,
+    /// The record frame's payload ([`super::replay::encode`]): record, due
+    /// time and events, encoded by the caller, off the commit thread.
+    pub note: Vec<u8>,
     pub due_ms: i64,
     pub events: Vec<crate::events::Event>,
 }
@@ -72,7 +83,7 @@ enum Request {
     Durable(Waiter),
     /// The same, soon; nobody waits.
     Soon,
-    Spool(Box<NewMessage>, Waiter),
+    Spool(Box<NewMessage>, Waiter, Then),
     Retire(Box<Retirement>),
 }
 
@@ -88,6 +99,46 @@ pub struct Committer {
     /// flush until the database is reopened, so one failure means the
     /// database must be reopened.
     failed: Arc<tokio::sync::watch::Sender<bool>>,
+    unapplied: Arc<Unapplied>,
+}
+
+thread_local! {
+    static ON_COMMIT_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// New messages whose writers were answered and whose batch is not
+/// applied yet: reads wait for none to be left.
+#[derive(Default)]
+struct Unapplied {
+    count: std::sync::Mutex<usize>,
+    applied: std::sync::Condvar,
+}
+
+impl Unapplied {
+    fn add(&self, n: usize) {
+        *self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += n;
+    }
+
+    fn done(&self, n: usize) {
+        let mut count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *count = count.saturating_sub(n);
+        if *count == 0 {
+            self.applied.notify_all();
+        }
+    }
+
+    /// Waits (a batch, well under a millisecond; a second at most, should
+    /// the commit thread be stuck) until every answered message is applied.
+    fn settled(&self) {
+        if ON_COMMIT_THREAD.get() {
+            // Its own round is applied before anything it runs next.
+            return;
+        }
+        let count = self.count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *count > 0 {
+            let _ = self.applied.wait_timeout_while(count, std::time::Duration::from_secs(1), |n| *n > 0);
+        }
+    }
 }
 
 struct Round<'a> {
@@ -96,40 +147,51 @@ struct Round<'a> {
     events: &'a EventLog,
     segments: &'a Segments,
     failed: &'a tokio::sync::watch::Sender<bool>,
+    unapplied: &'a Unapplied,
 }
 
 impl Round<'_> {
-    /// Writes the new messages' frames, then applies their records and
-    /// the retirements in one batch. Returns the new messages' waiters,
-    /// each with its answer: the messages are durable once this returns
-    /// without an error.
-    fn apply(&self, mut new: Vec<(Box<NewMessage>, Waiter)>, retiring: Vec<Box<Retirement>>) -> Vec<(Waiter, Option<String>)> {
-        let mut answers = Vec::new();
+    /// Writes the new messages' frames and answers their writers (the
+    /// messages are durable then), then applies their records and the
+    /// retirements in one batch, and runs what waited for that.
+    fn apply(&self, new: Vec<(Box<NewMessage>, Waiter, Then)>, retiring: Vec<Box<Retirement>>) {
         let mut refs = Vec::new();
         let mut reached = None;
-        if !new.is_empty() {
-            let notes: Vec<Vec<u8>> = new.iter().map(|(m, _)| super::replay::encode(&m.record, m.due_ms, &m.events)).collect();
-            let messages: Vec<(MessageId, Option<&[u8]>, &[u8])> = new.iter().zip(&notes).map(|((m, _), n)| (m.id, Some(n.as_slice()), m.body.as_slice())).collect();
+        let mut new: Vec<(Box<NewMessage>, Then)> = if new.is_empty() {
+            Vec::new()
+        } else {
+            let messages: Vec<(MessageId, Option<&[u8]>, &[u8])> = new.iter().map(|(m, _, _)| (m.id, Some(m.note.as_slice()), m.body.as_slice())).collect();
             match self.segments.append_records(&messages) {
                 Ok((r, position)) => {
                     refs = r;
                     reached = Some(position);
+                    self.unapplied.add(new.len());
+                    new.into_iter()
+                        .map(|(m, w, then)| {
+                            let _ = w.send(Ok(()));
+                            (m, then)
+                        })
+                        .collect()
                 }
                 Err(e) => {
                     let e = format!("writing message bodies: {e}");
                     tracing::error!(error = %e, waiting = new.len(), "writing the spool failed");
                     self.failed.send_replace(true);
-                    answers.extend(new.drain(..).map(|(_, w)| (w, Some(e.clone()))));
+                    for (_, w, then) in new {
+                        let _ = w.send(Err(e.clone()));
+                        then(Err(e.clone()));
+                    }
+                    Vec::new()
                 }
             }
-        }
+        };
         if new.is_empty() && retiring.is_empty() {
-            return answers;
+            return;
         }
         let mut batch = sled::Batch::default();
         let mut events = Vec::new();
         for ((m, _), r) in new.iter_mut().zip(&refs) {
-            batch.insert(&super::key(super::META, &m.id), std::mem::take(&mut m.record));
+            batch.insert(&super::key(super::META, &m.id), super::replay::record_in(&m.note));
             batch.insert(&super::due_key(m.due_ms, &m.id), &[]);
             batch.insert(&super::key(super::LOCATION, &m.id), &r.encode());
             events.append(&mut m.events);
@@ -153,19 +215,25 @@ impl Round<'_> {
             events.append(&mut more);
             done.push(then);
         }
-        // A failure here leaves the new messages' frames on disk: their
-        // writers are told no, and the next start brings them back (sent,
-        // then, though refused: at least once).
+        // A failure here leaves the new messages' frames on disk, and
+        // their writers were told yes: the next start brings them back
+        // from the frames (their first round does not run now).
         let error = self.events.apply(batch, events).err().map(|e| e.to_string());
         match &error {
             None => freed.into_iter().for_each(|r| self.segments.release(r)),
-            Some(_) => refs.into_iter().for_each(|r| self.segments.release(r)),
+            Some(e) => {
+                tracing::error!(error = %e, "applying the spool batch failed; new messages come back from their record frames at the next start");
+                self.failed.send_replace(true);
+                refs.into_iter().for_each(|r| self.segments.release(r));
+            }
         }
+        self.unapplied.done(new.len());
         for then in done {
             then(error.clone().map_or(Ok(()), Err));
         }
-        answers.extend(new.into_iter().map(|(_, w)| (w, error.clone())));
-        answers
+        for (_, then) in new {
+            then(error.clone().map_or(Ok(()), Err));
+        }
     }
 
     /// Flushes sled; on success, events applied so far become readable and
@@ -201,10 +269,13 @@ impl Committer {
         let failed_flag = failed.clone();
         let soon = Arc::new(AtomicBool::new(false));
         let soon_asked = soon.clone();
+        let unapplied = Arc::new(Unapplied::default());
+        let unapplied_here = unapplied.clone();
         std::thread::Builder::new()
             .name("herald-commit".into())
             .spawn(move || {
-                let round = Round { db: &db, spool: &spool, events: &events, segments: &segments, failed: &failed_flag };
+                ON_COMMIT_THREAD.set(true);
+                let round = Round { db: &db, spool: &spool, events: &events, segments: &segments, failed: &failed_flag, unapplied: &unapplied_here };
                 // Something was applied and not flushed since `last_flush`;
                 // it reaches the disk by `last_flush + LINGER` at the latest.
                 let mut dirty = false;
@@ -240,7 +311,7 @@ impl Committer {
                     for req in requests {
                         match req {
                             Request::Durable(w) => durable.push(w),
-                            Request::Spool(m, w) => new.push((m, w)),
+                            Request::Spool(m, w, then) => new.push((m, w, then)),
                             Request::Retire(r) => retiring.push(r),
                             Request::Soon => dirty = true,
                         }
@@ -250,9 +321,7 @@ impl Committer {
                         if !new.is_empty() {
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
-                        for (w, error) in round.apply(new, retiring) {
-                            let _ = w.send(error.map_or(Ok(()), Err));
-                        }
+                        round.apply(new, retiring);
                     }
                     // New messages are durable in their record frames: sled
                     // is flushed when somebody waits for it, or once what
@@ -272,7 +341,7 @@ impl Committer {
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the commit thread: {e}"));
-        Self { tx, soon, flushes, failed }
+        Self { tx, soon, flushes, failed, unapplied }
     }
 
     async fn ask(&self, req: impl FnOnce(Waiter) -> Request) -> Result<(), StoreError> {
@@ -305,10 +374,23 @@ impl Committer {
         }
     }
 
-    /// Writes a new message's record frame and body, then applies its
-    /// record, and resolves once it is durable (before sled is flushed).
-    pub async fn spool(&self, message: NewMessage) -> Result<(), StoreError> {
-        self.ask(|w| Request::Spool(Box::new(message), w)).await
+    /// Writes a new message's record frame and body, and resolves once
+    /// they are durable; its record is applied right after, and `then`
+    /// runs once it is (or with the error, if either step failed).
+    pub async fn spool(&self, message: NewMessage, then: Then) -> Result<(), StoreError> {
+        let gone = || StoreError::Flush("commit thread is gone".into());
+        let (tx, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(Request::Spool(_, _, then))) = self.tx.send(Request::Spool(Box::new(message), tx, then)) {
+            then(Err("commit thread is gone".into()));
+            return Err(gone());
+        }
+        rx.await.map_err(|_| gone())?.map_err(StoreError::Flush)
+    }
+
+    /// Waits until every message whose writer was answered is applied:
+    /// a read after a 250 sees the message.
+    pub fn settled(&self) {
+        self.unapplied.settled();
     }
 
     /// Resolves once a flush has failed (at once if one already did).
@@ -319,5 +401,42 @@ impl Committer {
 
     pub fn flushes(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::id::MessageId;
+    use crate::store::{MessageRecord, Store};
+    use std::sync::Arc;
+
+    fn record(n: i64) -> MessageRecord {
+        crate::store::records::sample(MessageId::generate(1_700_000_000_000 + n), 1_000_000_000_000 + n)
+    }
+
+    /// The writer is answered once the frame is on disk, before the batch:
+    /// whatever it reads next must still find the message, and `then`
+    /// must run only once the record is in sled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_after_the_answer_finds_the_message_and_then_runs_after_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8).unwrap();
+        for n in 0..200 {
+            let r = record(n);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let seen = store.clone();
+            let id = r.id;
+            store
+                .spool_then(&r, Arc::new(b"body".to_vec()), Vec::new(), move |applied| {
+                    let found = seen.message(&id).unwrap().is_some();
+                    let _ = tx.send((applied.is_ok(), found));
+                })
+                .await
+                .unwrap();
+            // At once: the batch may be under way on the commit thread.
+            assert_eq!(store.message(&r.id).unwrap().map(|m| m.id), Some(r.id), "message {n} read right after its answer");
+            assert_eq!(store.body(&r.id).unwrap().as_deref(), Some(&b"body"[..]));
+            assert_eq!(rx.await.unwrap(), (true, true), "message {n}: `then` ran after its record was applied");
+        }
     }
 }

@@ -175,12 +175,24 @@ impl Store {
     /// Spools a new message: the body goes to a segment, then record,
     /// body location, due key and `events` in one batch (shared with the
     /// other messages of the commit round). Returns once the message is
-    /// on disk.
+    /// on disk and its record applied.
     ///
     /// Whoever spools wakes whoever waits for new mail (the queue's
     /// scheduler, unless the message goes out at once from memory).
     pub async fn spool(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
-        self.committer.spool(commit::NewMessage { id: record.id, body, record: record.encode(), due_ms: record.due_ms, events }).await
+        let (tx, applied) = tokio::sync::oneshot::channel();
+        self.spool_then(record, body, events, move |r| drop(tx.send(r))).await?;
+        applied.await.map_err(|_| StoreError::Flush("commit thread is gone".into()))?
+    }
+
+    /// [`Store::spool`] that returns as soon as the message is on disk (the
+    /// caller may say 250 then), before its record is applied; `then` runs
+    /// once it is (on the commit thread: it must not block), or with the
+    /// error. Reads meanwhile wait for it ([`commit::Committer::settled`]).
+    pub async fn spool_then(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Result<(), StoreError> {
+        let note = replay::encode(&record.encode(), record.due_ms, &events);
+        let message = commit::NewMessage { id: record.id, body, note, due_ms: record.due_ms, events };
+        self.committer.spool(message, Box::new(move |r| then(r.map_err(StoreError::Flush)))).await
     }
 
     /// Rewrites a record and moves its due key, atomically; `old_due` is the
@@ -191,6 +203,7 @@ impl Store {
 
     /// [`Store::update`], with `events` appended in the same batch.
     pub fn update_with(&self, record: &MessageRecord, old_due: Option<i64>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.committer.settled();
         let id = record.id;
         let mut batch = sled::Batch::default();
         if let Some(old) = old_due {
@@ -206,6 +219,7 @@ impl Store {
 
     /// A queued message's record.
     pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
+        self.committer.settled();
         match self.spool.get(key(META, id))? {
             Some(v) => MessageRecord::decode(&v).map(Some),
             None => Ok(None),
@@ -233,6 +247,7 @@ impl Store {
     /// the message out of the queue (a crash before it leaves the message
     /// queued, to be finished, and its events written, again).
     pub fn retire_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.committer.settled();
         let mut batch = sled::Batch::default();
         keep_retired(&mut batch, &record.id, record.encode(), record.finished_ms.unwrap_or(record.received_ms));
         self.remove_in(batch, record, events)
@@ -260,6 +275,7 @@ impl Store {
     /// `false`, and nothing written, when the record is not (or no longer)
     /// retired.
     pub fn update_retired(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<bool, StoreError> {
+        self.committer.settled();
         let bytes = record.encode();
         let before = self.spool.fetch_and_update(key(RETIRED, &record.id), |old| old.map(|_| bytes.clone()))?;
         if before.is_some() {
@@ -271,6 +287,7 @@ impl Store {
 
     /// Retired records, oldest finished first.
     pub fn retired(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
+        self.committer.settled();
         self.spool
             .scan_prefix([RETIRED, b'/'])
             .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
@@ -297,6 +314,7 @@ impl Store {
 
     /// Where a queued message's body is.
     fn location(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
+        self.committer.settled();
         read_location(&self.spool, id)
     }
 
@@ -310,6 +328,7 @@ impl Store {
 
     /// Up to `limit` (due ms, id) pairs due at or before `now_ms`, oldest first.
     pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<(i64, MessageId)>, StoreError> {
+        self.committer.settled();
         let start = due_key(0, &MessageId::MIN);
         let end = due_key(now_ms.saturating_add(1), &MessageId::MIN);
         let mut out = Vec::new();
@@ -322,6 +341,7 @@ impl Store {
 
     /// The earliest due time in the queue, if anything is queued.
     pub fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.committer.settled();
         match self.spool.scan_prefix([DUE, b'/']).next() {
             Some(item) => Ok(Some(decode_due(&item?.0)?.0)),
             None => Ok(None),
@@ -330,6 +350,7 @@ impl Store {
 
     /// Every message record, in id order (for the CLI and API listings).
     pub fn messages(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
+        self.committer.settled();
         self.spool
             .scan_prefix([META, b'/'])
             .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
@@ -341,6 +362,7 @@ impl Store {
     }
 
     fn remove_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+        self.committer.settled();
         self.remove_in(sled::Batch::default(), record, events)
     }
 

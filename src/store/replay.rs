@@ -43,6 +43,12 @@ pub fn encode(record: &[u8], due_ms: i64, events: &[Event]) -> Vec<u8> {
     out
 }
 
+/// The record in a payload [`encode`] made.
+pub fn record_in(payload: &[u8]) -> &[u8] {
+    let len = u32::from_be_bytes([payload[8], payload[9], payload[10], payload[11]]) as usize;
+    &payload[12..12 + len]
+}
+
 /// A record frame's due time, record and events; `None` if malformed.
 pub fn decode(payload: &[u8]) -> Option<(i64, &[u8], Vec<Event>)> {
     let due = i64::from_be_bytes(payload.get(..8)?.try_into().ok()?);

@@ -101,6 +101,33 @@ fn frame_header(id: &MessageId, payload: &[u8], record: bool) -> [u8; HEADER] {
     h
 }
 
+/// Writes every slice at `offset` on, in as few `pwritev` calls as the
+/// kernel takes (at most `IOV_MAX` slices each).
+fn write_all_vectored_at(file: &std::fs::File, mut slices: &mut [io::IoSlice<'_>], mut offset: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const IOV_MAX: usize = 1024;
+    while !slices.is_empty() {
+        let n = slices.len().min(IOV_MAX);
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix, and
+        // the `n` slices it points to outlive the call.
+        let written = unsafe { libc::pwritev(file.as_raw_fd(), slices.as_ptr().cast::<libc::iovec>(), n as libc::c_int, offset as libc::off_t) };
+        match written {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "the segment took no more bytes")),
+            w => {
+                offset += w as u64;
+                io::IoSlice::advance_slices(&mut slices, w as usize);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One body's frame header.
 fn header(id: &MessageId, body: &[u8]) -> [u8; HEADER] {
     frame_header(id, body, false)
@@ -288,24 +315,36 @@ impl Segments {
             }
             (s.active, s.file.clone(), s.end)
         };
-        let total: usize = messages.iter().map(|(_, r, b)| HEADER + r.map_or(0, |r| HEADER + r.len()) + b.len()).sum();
-        let mut buf = Vec::with_capacity(total);
-        let mut refs = Vec::with_capacity(messages.len());
         let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "a message of 2 GiB or more");
+        // The frame headers, built first so the slices below can borrow
+        // them: the bodies go to the kernel from where they are, uncopied.
+        let mut headers = Vec::with_capacity(messages.len() * 2);
         for (id, record, body) in messages {
             if let Some(record) = record {
                 if record.len() as u64 >= RECORD_FRAME as u64 {
                     return Err(too_big());
                 }
-                buf.extend_from_slice(&frame_header(id, record, true));
-                buf.extend_from_slice(record);
+                headers.push(frame_header(id, record, true));
             }
-            let len = u32::try_from(body.len()).ok().filter(|&l| l < RECORD_FRAME).ok_or_else(too_big)?;
-            refs.push(BodyRef { segment, offset: start + buf.len() as u64, len });
-            buf.extend_from_slice(&header(id, body));
-            buf.extend_from_slice(body);
+            u32::try_from(body.len()).ok().filter(|&l| l < RECORD_FRAME).ok_or_else(too_big)?;
+            headers.push(header(id, body));
         }
-        let written = file.write_all_at(&buf, start).and_then(|()| file.sync_data());
+        let mut slices = Vec::with_capacity(messages.len() * 4);
+        let mut refs = Vec::with_capacity(messages.len());
+        let mut at = start;
+        let mut headers = headers.iter();
+        for (_, record, body) in messages {
+            for (payload, is_body) in record.iter().map(|r| (*r, false)).chain([(*body, true)]) {
+                if is_body {
+                    refs.push(BodyRef { segment, offset: at, len: body.len() as u32 });
+                }
+                slices.push(io::IoSlice::new(headers.next().expect("one header per frame")));
+                slices.push(io::IoSlice::new(payload));
+                at += (HEADER + payload.len()) as u64;
+            }
+        }
+        let total = at - start;
+        let written = write_all_vectored_at(&file, &mut slices, start).and_then(|()| file.sync_data());
         if let Err(e) = written {
             // Leave no garbage between frames; a crash now leaves a torn
             // tail, cut at the next start.
@@ -313,7 +352,7 @@ impl Segments {
             return Err(e);
         }
         let mut s = self.state();
-        s.end = start + buf.len() as u64;
+        s.end = start + total;
         *s.live.entry(segment).or_default() += refs.len() as u64;
         Ok((refs, Position { segment, offset: s.end }))
     }
