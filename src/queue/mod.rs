@@ -167,7 +167,15 @@ fn trouble_delay(failures: u32) -> Duration {
 pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: watch::Receiver<bool>) {
     let mut last_purge = 0i64;
     let mut trouble = Trouble::default();
+    // The last scan left due messages for want of room.
+    let mut backlogged = false;
     loop {
+        if backlogged {
+            wait_for_room(&core, &mut shutdown).await;
+            if *shutdown.borrow() {
+                return;
+            }
+        }
         let now = core.clock.now_ms();
         let room = core.max_in_flight.saturating_sub(core.in_flight_count());
         // Entries of messages still in a round (an attempt that outlasted
@@ -176,11 +184,11 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
         let mut only_held = false;
         match core.store.due(now, (room + core.in_flight_count()).min(4096)) {
             Ok(due) => {
-                let mut jobs: Vec<send::Claimed> = Vec::new();
+                let mut claims: Vec<(MessageRecord, i64)> = Vec::new();
                 let mut failed = None;
                 let mut held = 0;
                 for (due_ms, id) in due.iter().copied() {
-                    if jobs.len() >= room {
+                    if claims.len() >= room {
                         break;
                     }
                     let Some(hold) = core.hold(&id) else {
@@ -191,7 +199,7 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                         Ok(None) => {}
                         Ok(Some(c)) => {
                             hold.keep();
-                            jobs.push(c);
+                            claims.push(c);
                         }
                         Err(e) => {
                             failed = Some(e);
@@ -199,6 +207,17 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
                         }
                     }
                 }
+                backlogged = claims.len() >= room && due.len() > claims.len() + held;
+                // Every claim of the scan in one batch.
+                let written: Vec<(&MessageRecord, Option<i64>)> = claims.iter().map(|(r, old)| (r, Some(*old))).collect();
+                let jobs: Vec<send::Claimed> = match core.store.update_all(&written) {
+                    Ok(()) => claims.into_iter().map(|(r, _)| start_round(&core, r)).collect(),
+                    Err(e) => {
+                        claims.iter().for_each(|(r, _)| core.release(&r.id));
+                        failed = Some(e.to_string());
+                        Vec::new()
+                    }
+                };
                 only_held = !due.is_empty() && held == due.len();
                 let dispatched = !jobs.is_empty();
                 if dispatched {
@@ -273,10 +292,29 @@ pub async fn run(core: Arc<QueueCore>, dispatcher: Dispatcher, mut shutdown: wat
     }
 }
 
-/// Claims one due message: expire what is past its lifetime, write the
-/// attempt and the next due time, and return its recipients grouped by
+/// While a backlog waits for room in flight, the scheduler claims once a
+/// quarter of `max_in_flight` is free (or [`COALESCE`] passed), not at
+/// every release: each scan that claims writes a batch and waits for a
+/// flush, and a scan per released message cost a flush per message.
+const COALESCE: Duration = Duration::from_millis(10);
+
+async fn wait_for_room(core: &QueueCore, shutdown: &mut watch::Receiver<bool>) {
+    let want = (core.max_in_flight / 4).max(1);
+    let deadline = tokio::time::Instant::now() + COALESCE;
+    while core.max_in_flight.saturating_sub(core.in_flight_count()) < want {
+        tokio::select! {
+            _ = core.holds.released.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = crate::smtpd::stopping(shutdown) => return,
+        }
+    }
+}
+
+/// Claims one due message: expire what is past its lifetime, count the
+/// attempt and set the next due time; returns the record to write (with
+/// the due time it had), whose recipients the round then groups by
 /// destination domain.
-fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<Option<send::Claimed>, String> {
+fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<Option<(MessageRecord, i64)>, String> {
     let Some(mut record) = core.store.message(&id).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
@@ -322,8 +360,7 @@ fn claim(core: &Arc<QueueCore>, id: MessageId, due_ms: i64, now: i64) -> Result<
     let old_due = record.due_ms;
     record.attempts += 1;
     record.due_ms = now + backoff::backoff(record.attempts, &core.schedule, rand::random::<f64>()).as_millis() as i64;
-    core.store.update(&record, Some(old_due)).map_err(|e| e.to_string())?;
-    Ok(Some(start_round(core, record)))
+    Ok(Some((record, old_due)))
 }
 
 /// A claimed record (attempt counted, next due time set) as a round: its

@@ -201,18 +201,24 @@ impl Store {
         self.update_with(record, old_due, Vec::new())
     }
 
+    /// [`Store::update`] for several records, in one batch.
+    pub fn update_all(&self, records: &[(&MessageRecord, Option<i64>)]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.committer.settled();
+        let mut batch = sled::Batch::default();
+        for (record, old_due) in records {
+            rewrite(&mut batch, record, *old_due);
+        }
+        self.events.apply(batch, Vec::new())
+    }
+
     /// [`Store::update`], with `events` appended in the same batch.
     pub fn update_with(&self, record: &MessageRecord, old_due: Option<i64>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         self.committer.settled();
-        let id = record.id;
         let mut batch = sled::Batch::default();
-        if let Some(old) = old_due {
-            batch.remove(&due_key(old, &id));
-        }
-        batch.insert(&key(META, &id), record.encode());
-        if !record.is_finished() {
-            batch.insert(&due_key(record.due_ms, &id), &[]);
-        }
+        rewrite(&mut batch, record, old_due);
         self.events.apply(batch, events)?;
         Ok(())
     }
@@ -392,6 +398,17 @@ fn unqueue(batch: &mut sled::Batch, id: &MessageId, due_ms: i64) {
     batch.remove(&key(META, id));
     batch.remove(&key(LOCATION, id));
     batch.remove(&due_key(due_ms, id));
+}
+
+/// Writes a queued record and moves its due key (from `old_due`).
+fn rewrite(batch: &mut sled::Batch, record: &MessageRecord, old_due: Option<i64>) {
+    if let Some(old) = old_due {
+        batch.remove(&due_key(old, &record.id));
+    }
+    batch.insert(&key(META, &record.id), record.encode());
+    if !record.is_finished() {
+        batch.insert(&due_key(record.due_ms, &record.id), &[]);
+    }
 }
 
 /// Where a queued message's body is, read from the spool tree.
