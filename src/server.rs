@@ -42,7 +42,7 @@ pub struct Running {
 /// Starts every listener of `config`. Errors name the config key at fault.
 pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, String> {
     let data_dir = config.data_dir();
-    let store = Store::open(&data_dir, config.store.cache_mb)
+    let store = Store::open_with(&data_dir, config.store.cache_mb, crate::webhooks::outboxes(config)?)
         .map_err(|e| format!("`server.data_dir`: cannot open the database in {}: {e} (is another herald running on it?)", data_dir.display()))?;
     store.disk().set_floor_mb(config.store.min_free_mb);
     let tls = if config.listeners.iter().any(|l| l.tls != ListenerTls::None) { Some(tls_acceptor(config, clock.now_ms() / 1000)?) } else { None };

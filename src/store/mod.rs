@@ -106,8 +106,19 @@ impl Store {
         Self::open_sized(dir, cache_mb, segments::SEGMENT_MAX)
     }
 
+    /// [`Store::open`] for a relay whose webhooks keep `outboxes`: the
+    /// events of messages brought back at opening ([`replay`]) go into
+    /// them like every other event.
+    pub fn open_with(dir: &Path, cache_mb: u64, outboxes: Vec<events::Outbox>) -> Result<Self, StoreError> {
+        Self::open_inner(dir, cache_mb, segments::SEGMENT_MAX, outboxes)
+    }
+
     /// [`Store::open`], closing body segments past `segment_max` bytes.
     pub fn open_sized(dir: &Path, cache_mb: u64, segment_max: u64) -> Result<Self, StoreError> {
+        Self::open_inner(dir, cache_mb, segment_max, Vec::new())
+    }
+
+    fn open_inner(dir: &Path, cache_mb: u64, segment_max: u64, outboxes: Vec<events::Outbox>) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Sled(sled::Error::Io(e)))?;
         // The database holds DKIM private keys and customers' mail: only the
         // relay's own user may enter the directory.
@@ -125,6 +136,7 @@ impl Store {
         let spool = db.open_tree("spool")?;
         let format = migrate::check_format(&db)?;
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
+        events.set_outboxes(outboxes)?;
         if replay::replay(&spool, &events, &dir.join("bodies"))? > 0 {
             db.flush()?;
         }

@@ -104,18 +104,23 @@ mod tests {
     /// thread to let go of the database.
     async fn reopen(dir: &Path) -> Store {
         for _ in 0..50 {
-            if let Ok(s) = Store::open(dir, 8) {
+            if let Ok(s) = Store::open_with(dir, 8, outboxes()) {
                 return s;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        Store::open(dir, 8).unwrap()
+        Store::open_with(dir, 8, outboxes()).unwrap()
+    }
+
+    /// One webhook that wants every message event.
+    fn outboxes() -> Vec<crate::store::events::Outbox> {
+        vec![crate::store::events::Outbox { name: "billing".into(), filter: crate::events::TypeFilter::new(&["message.*".to_string()]).unwrap() }]
     }
 
     #[tokio::test]
     async fn a_message_whose_batch_a_crash_took_is_brought_back_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8).unwrap();
+        let store = Store::open_with(dir.path(), 8, outboxes()).unwrap();
         let accepted = |r: &MessageRecord| vec![r.event(crate::events::EventKind::Accepted, 1_700_000_000_000)];
         // Spooled, retired and purged long ago: before the checkpoint.
         let gone = record(0);
@@ -138,6 +143,9 @@ mod tests {
         store.spool.apply_batch(batch).unwrap();
         let last_event = store.spool.scan_prefix(b"e/").next_back().unwrap().unwrap().0;
         store.spool.remove(last_event).unwrap();
+        let last_in_outbox = store.spool.scan_prefix(b"w/billing/").next_back().unwrap().unwrap().0;
+        store.spool.remove(last_in_outbox).unwrap();
+        assert_eq!(store.events().outbox_len("billing"), 1);
         store.durable().await.unwrap();
         drop(store);
 
@@ -149,6 +157,7 @@ mod tests {
         assert_eq!(store.find(&gone.id).unwrap(), None, "a message before the checkpoint stays gone");
         let events = |s: &Store| s.spool.scan_prefix(b"e/").count();
         assert_eq!(events(&store), 2, "the lost event is written again");
+        assert_eq!(store.events().outbox_len("billing"), 2, "and goes to the webhook's outbox, as it did the first time");
         // Once back, it is not brought back again.
         drop(store);
         let store = reopen(dir.path()).await;

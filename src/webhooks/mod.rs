@@ -94,19 +94,28 @@ pub struct Webhooks {
     store: Option<Store>,
 }
 
+/// The outbox of every `[[webhook]]`: its name and the event types it
+/// wants. The store is opened with them ([`Store::open_with`]).
+pub fn outboxes(config: &Config) -> Result<Vec<Outbox>, String> {
+    config
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Ok(Outbox { name: w.name.clone(), filter: TypeFilter::new(&w.events).map_err(|e| format!("`webhook[{i}].events`: {e}"))? }))
+        .collect()
+}
+
 impl Webhooks {
     /// Sets up every `[[webhook]]` (outboxes in the store, one task each).
     pub fn start(config: &Config, store: &Store, clock: SharedClock, shutdown: watch::Receiver<bool>) -> Result<Webhooks, String> {
         let mut hooks = Vec::new();
-        let mut outboxes = Vec::new();
+        let outboxes = outboxes(config)?;
         for (i, w) in config.webhooks.iter().enumerate() {
             let url = WebhookUrl::parse(&w.url).map_err(|e| format!("`webhook[{i}].url`: {e}"))?;
             let ca = (!w.ca_file.is_empty()).then(|| config.resolve(std::path::Path::new(&w.ca_file)));
             let endpoint = http::Endpoint::new(url, ca.as_deref(), Duration::from_secs(w.timeout_secs)).map_err(|e| format!("`webhook[{i}]`: {e}"))?;
             let secret = w.secret(&config.base_dir).map_err(|e| format!("`webhook[{i}].secret_file`: {e}"))?;
             let key = sign::decode_secret(&secret).ok_or_else(|| format!("`webhook[{i}].secret`: not a `whsec_` secret"))?;
-            let filter = TypeFilter::new(&w.events).map_err(|e| format!("`webhook[{i}].events`: {e}"))?;
-            outboxes.push(Outbox { name: w.name.clone(), filter });
             let status = WebhookStatusV1 { name: w.name.clone(), url: w.url.clone(), ..Default::default() };
             hooks.push(Arc::new(Hook { name: w.name.clone(), endpoint, key, retry_for_ms: w.retry_for_hours as i64 * 3_600_000, status: Mutex::new(status) }));
         }
