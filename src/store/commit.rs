@@ -191,9 +191,7 @@ impl Round<'_> {
         let mut batch = sled::Batch::default();
         let mut events = Vec::new();
         for ((m, _), r) in new.iter_mut().zip(&refs) {
-            batch.insert(&super::key(super::META, &m.id), super::replay::record_in(&m.note));
-            batch.insert(&super::due_key(m.due_ms, &m.id), &[]);
-            batch.insert(&super::key(super::LOCATION, &m.id), &r.encode());
+            super::enqueue(&mut batch, &m.id, super::replay::record_in(&m.note), m.due_ms, r);
             events.append(&mut m.events);
         }
         if let Some(position) = reached {
@@ -216,15 +214,15 @@ impl Round<'_> {
             done.push(then);
         }
         // A failure here leaves the new messages' frames on disk, and
-        // their writers were told yes: the next start brings them back
-        // from the frames (their first round does not run now).
+        // their writers were told yes: their bodies stay counted, and the
+        // next start brings them back from the frames (their first round
+        // does not run now).
         let error = self.events.apply(batch, events).err().map(|e| e.to_string());
         match &error {
             None => freed.into_iter().for_each(|r| self.segments.release(r)),
             Some(e) => {
                 tracing::error!(error = %e, "applying the spool batch failed; new messages come back from their record frames at the next start");
                 self.failed.send_replace(true);
-                refs.into_iter().for_each(|r| self.segments.release(r));
             }
         }
         self.unapplied.done(new.len());

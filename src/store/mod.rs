@@ -17,9 +17,10 @@
 //! Durability is shared: writers apply their batch, then wait on the
 //! [`commit::Committer`], which fsyncs once for everyone waiting. A new
 //! message is written by the committer itself: its record frame and body
-//! go to a segment in one write and fdatasync, which makes it durable;
-//! its batch is applied right after, and sled flushed after the answer
-//! (what a crash takes from sled then is replayed at start: [`replay`]).
+//! go to a segment in one write and fdatasync, which makes it durable and
+//! answers its writer; its batch is applied right after (reads wait for
+//! it), and sled flushed after that (what a crash takes from sled then is
+//! replayed at start: [`replay`]).
 //! `c/wal` holds the replay's checkpoint.
 //!
 //! Finished messages are retired (record only, no body) in the same tree,
@@ -396,6 +397,14 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Adds to `batch` a new message, queued: its `record`, its due key and
+/// where its body is.
+fn enqueue(batch: &mut sled::Batch, id: &MessageId, record: &[u8], due_ms: i64, body: &segments::BodyRef) {
+    batch.insert(&key(META, id), record);
+    batch.insert(&due_key(due_ms, id), &[]);
+    batch.insert(&key(LOCATION, id), &body.encode());
 }
 
 /// Adds to `batch` a finished message's `record`, kept as retired.

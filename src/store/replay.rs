@@ -3,7 +3,7 @@
 //!
 //! A new message is durable once its record frame and body frame are
 //! written and fdatasync'ed ([`super::segments`]); the committer then
-//! applies its record to sled and answers, and flushes sled after that.
+//! answers, applies its record to sled, and flushes sled after that.
 //! Each round's batch also moves the checkpoint (`c/wal`) to the end of
 //! the frames it wrote, so once that batch is on disk, so is everything
 //! the frames before the checkpoint say. At start, every record frame
@@ -24,7 +24,7 @@
 
 use super::events::EventLog;
 use super::segments::{self, BodyRef, Position};
-use super::{LOCATION, META, RETIRED, StoreError, due_key, key};
+use super::{META, RETIRED, StoreError, key};
 use crate::events::Event;
 use crate::id::MessageId;
 use std::path::Path;
@@ -81,9 +81,7 @@ pub fn replay(spool: &sled::Tree, events: &EventLog, bodies: &Path) -> Result<us
             continue;
         };
         let mut batch = sled::Batch::default();
-        batch.insert(&key(META, &id), record);
-        batch.insert(&due_key(due_ms, &id), &[]);
-        batch.insert(&key(LOCATION, &id), &BodyRef { segment, offset: frame.offset, len: frame.len }.encode());
+        super::enqueue(&mut batch, &id, record, due_ms, &BodyRef { segment, offset: frame.offset, len: frame.len });
         events.apply(batch, lost_events)?;
         tracing::warn!(msg_id = %id, "brought back a message accepted just before a crash, from its record frame");
         n += 1;
@@ -94,7 +92,7 @@ pub fn replay(spool: &sled::Tree, events: &EventLog, bodies: &Path) -> Result<us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MessageRecord, Store};
+    use crate::store::{LOCATION, MessageRecord, Store, due_key};
 
     fn record(n: i64) -> MessageRecord {
         crate::store::records::sample(MessageId::generate(1_700_000_000_000 + n), 1_000_000_000_000 + n)

@@ -4,8 +4,9 @@
 //! The committer appends every waiting message in one `write` and makes
 //! them durable with one `fdatasync`: for each, a *record frame* (what
 //! sled is about to be given: record, due time, events) and then its
-//! *body frame*. That write is what makes a new message durable; sled is
-//! flushed after the answer, and what a crash takes from it is replayed
+//! *body frame*. That write is what makes a new message durable (its
+//! writer is answered then); its batch is applied and sled flushed after,
+//! and what a crash takes from sled is replayed
 //! from the record frames at the next start ([`super::replay`]). Frames:
 //!
 //! | bytes | what                                                        |
@@ -316,32 +317,30 @@ impl Segments {
             (s.active, s.file.clone(), s.end)
         };
         let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "a message of 2 GiB or more");
-        // The frame headers, built first so the slices below can borrow
-        // them: the bodies go to the kernel from where they are, uncopied.
-        let mut headers = Vec::with_capacity(messages.len() * 2);
+        // Every frame's header and payload first, so the slices below can
+        // borrow the headers: the bodies go to the kernel from where they
+        // are, uncopied.
+        let mut frames = Vec::with_capacity(messages.len() * 2);
         for (id, record, body) in messages {
             if let Some(record) = record {
                 if record.len() as u64 >= RECORD_FRAME as u64 {
                     return Err(too_big());
                 }
-                headers.push(frame_header(id, record, true));
+                frames.push((frame_header(id, record, true), *record));
             }
             u32::try_from(body.len()).ok().filter(|&l| l < RECORD_FRAME).ok_or_else(too_big)?;
-            headers.push(header(id, body));
+            frames.push((header(id, body), *body));
         }
-        let mut slices = Vec::with_capacity(messages.len() * 4);
+        let mut slices = Vec::with_capacity(frames.len() * 2);
         let mut refs = Vec::with_capacity(messages.len());
         let mut at = start;
-        let mut headers = headers.iter();
-        for (_, record, body) in messages {
-            for (payload, is_body) in record.iter().map(|r| (*r, false)).chain([(*body, true)]) {
-                if is_body {
-                    refs.push(BodyRef { segment, offset: at, len: body.len() as u32 });
-                }
-                slices.push(io::IoSlice::new(headers.next().expect("one header per frame")));
-                slices.push(io::IoSlice::new(payload));
-                at += (HEADER + payload.len()) as u64;
+        for (h, payload) in &frames {
+            if !frame_len(h).1 {
+                refs.push(BodyRef { segment, offset: at, len: payload.len() as u32 });
             }
+            slices.push(io::IoSlice::new(h));
+            slices.push(io::IoSlice::new(payload));
+            at += (HEADER + payload.len()) as u64;
         }
         let total = at - start;
         let written = write_all_vectored_at(&file, &mut slices, start).and_then(|()| file.sync_data());
