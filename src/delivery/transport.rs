@@ -285,16 +285,7 @@ impl Connection {
             let mut at_line_start = true;
             let mut last_two = [0u8; 2];
             for chunk in chunks {
-                let mut start = 0;
-                for (i, &b) in chunk.iter().enumerate() {
-                    if at_line_start && b == b'.' {
-                        out.extend_from_slice(&chunk[start..i]);
-                        out.push(b'.');
-                        start = i;
-                    }
-                    at_line_start = b == b'\n';
-                }
-                out.extend_from_slice(&chunk[start..]);
+                stuff_into(&mut out, chunk, &mut at_line_start);
                 if let Some(&b) = chunk.last() {
                     last_two = [if chunk.len() > 1 { chunk[chunk.len() - 2] } else { last_two[1] }, b];
                 }
@@ -320,6 +311,24 @@ impl Connection {
     }
 }
 
+/// Appends `chunk` to `out` with a dot doubled at the start of every line
+/// (RFC 5321 §4.5.2); `at_line_start` carries across chunks. Finds the
+/// line starts with a vectorised search, not byte by byte.
+fn stuff_into(out: &mut Vec<u8>, chunk: &[u8], at_line_start: &mut bool) {
+    let Some(&last) = chunk.last() else { return };
+    if *at_line_start && chunk[0] == b'.' {
+        out.push(b'.');
+    }
+    let mut start = 0;
+    for newline in memchr::memmem::find_iter(chunk, b"\n.") {
+        out.extend_from_slice(&chunk[start..=newline]);
+        out.push(b'.');
+        start = newline + 1;
+    }
+    out.extend_from_slice(&chunk[start..]);
+    *at_line_start = last == b'\n';
+}
+
 fn caps(ehlo: &EhloResponse<String>) -> u32 {
     ehlo.capabilities()
 }
@@ -335,5 +344,33 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(mail_send::Error::Io(e)),
         Err(_) => Err(mail_send::Error::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stuff_into;
+
+    /// Every way of cutting the message into chunks gives the same bytes.
+    #[test]
+    fn dots_at_line_starts_are_doubled_across_chunks() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"", b""),
+            (b".", b".."),
+            (b"a.b\r\n", b"a.b\r\n"),
+            (b".a\r\n.\r\n..\r\nb.\r\n", b"..a\r\n..\r\n...\r\nb.\r\n"),
+            (b"a\r\n.\n.x", b"a\r\n..\n..x"),
+            (b"x\r.y", b"x\r.y"),
+        ];
+        for &(input, want) in cases {
+            for cut in 1..=input.len().max(1) {
+                let mut out = Vec::new();
+                let mut at_line_start = true;
+                for chunk in input.chunks(cut) {
+                    stuff_into(&mut out, chunk, &mut at_line_start);
+                }
+                assert_eq!(out, want, "{:?} in chunks of {cut}", String::from_utf8_lossy(input));
+            }
+        }
     }
 }
