@@ -106,10 +106,11 @@ pub fn outboxes(config: &Config) -> Result<Vec<Outbox>, String> {
 }
 
 impl Webhooks {
-    /// Sets up every `[[webhook]]` (outboxes in the store, one task each).
+    /// Sets up every `[[webhook]]`, one task each. Their outboxes are the
+    /// store's already: it was opened with [`outboxes`] (before the replay,
+    /// so replayed events reach them too).
     pub fn start(config: &Config, store: &Store, clock: SharedClock, shutdown: watch::Receiver<bool>) -> Result<Webhooks, String> {
         let mut hooks = Vec::new();
-        let outboxes = outboxes(config)?;
         for (i, w) in config.webhooks.iter().enumerate() {
             let url = WebhookUrl::parse(&w.url).map_err(|e| format!("`webhook[{i}].url`: {e}"))?;
             let ca = (!w.ca_file.is_empty()).then(|| config.resolve(std::path::Path::new(&w.ca_file)));
@@ -119,7 +120,6 @@ impl Webhooks {
             let status = WebhookStatusV1 { name: w.name.clone(), url: w.url.clone(), ..Default::default() };
             hooks.push(Arc::new(Hook { name: w.name.clone(), endpoint, key, retry_for_ms: w.retry_for_hours as i64 * 3_600_000, status: Mutex::new(status) }));
         }
-        store.events().set_outboxes(outboxes).map_err(|e| format!("`server.data_dir`: {e}"))?;
         for hook in &hooks {
             tracing::info!(webhook = %hook.name, url = %hook.endpoint.url.host, "webhook endpoint");
             tokio::spawn(run(hook.clone(), store.clone(), clock.clone(), shutdown.clone()));
