@@ -32,7 +32,9 @@ const STATUSES: [RcptStatusV1; 5] = [
 pub(super) async fn health(State(s): State<Arc<AdminState>>) -> Result<Json<HealthV1>, ApiError> {
     let (queued, in_flight) = scan(&s, |s| {
         let due = s.store.due(i64::MAX, usize::MAX)?;
-        Ok((due.len(), due.iter().filter(|(_, id)| s.queue.in_flight(id)).count()))
+        // Plus those sent on at once and not in the due index (yet).
+        let held = s.store.held();
+        Ok((due.len() + held.len(), due.iter().map(|(_, id)| id).chain(&held).filter(|id| s.queue.in_flight(id)).count()))
     })
     .await?;
     let disk_pressure = s.store.disk().under_pressure();

@@ -1,19 +1,21 @@
 //! A new message, from its submission to its first delivery round.
 //!
-//! It is spooled (body and record on disk, in its record frame, before
-//! the caller says 250; the record reaches sled's index right after,
-//! [`crate::store::Store::spool_then`]) and then, when the queue has room,
-//! sent on at once from memory, once that record is applied: no scan
-//! of the due index, no second read of the body, no write of its own
-//! before it is sent. When it goes out at once, the record is spooled
+//! It is spooled: body and record on disk, in its record frame, before
+//! the caller says 250. When the queue has room it is then sent on at
+//! once from memory: no scan of the due index, no second read of the
+//! body, no write of its own before it is sent, and its record stays out
+//! of sled's index until the round's outcome is written — most often its
+//! retirement ([`crate::store::Store::spool_sending`]). It is spooled
 //! already claimed — first attempt counted, due again after the first
 //! retry delay — exactly what the scheduler writes before every round; a
-//! crash during the round leaves it due then, and it is sent again (at
-//! least once), never lost. The round prepares it as every round does
-//! ([`super::InFlight::prepared`]). Without room, or with no recipient left to send to
-//! (all suppressed at acceptance), the record is spooled due now and the
-//! scheduler, woken once it is applied, takes it from the due index as it
-//! takes every retry.
+//! crash during the round brings it back from its record frame at the
+//! next start, due then, and it is sent again (at least once), never
+//! lost. The round prepares it as every round does
+//! ([`super::InFlight::prepared`]). Without room, or with no recipient
+//! left to send to (all suppressed at acceptance), the record is spooled
+//! due now into sled's index ([`crate::store::Store::spool_then`]) and
+//! the scheduler, woken once it is applied, takes it from the due index
+//! as it takes every retry.
 
 use super::{QueueCore, backoff, send, start_round};
 use crate::delivery::Dispatcher;
@@ -51,17 +53,18 @@ impl Intake {
         claimed.attempts = 1;
         claimed.due_ms = core.clock.now_ms() + backoff::backoff(1, &core.schedule, rand::random::<f64>()).as_millis() as i64;
         let id = claimed.id;
-        // The round starts once the claimed record is applied: never
-        // before, or its outcome could be overwritten by that record.
+        // The round starts once the claimed record is on disk. It is kept
+        // out of sled's index until the round's outcome is written (most
+        // often a retirement: `store::pending`).
         let (round_core, dispatcher, runtime) = (core.clone(), self.dispatcher.clone(), tokio::runtime::Handle::current());
         let (round_record, round_body) = (claimed.clone(), body.clone());
         let spooled = core
             .store
-            .spool_then(&claimed, body, events, move |applied| match applied {
+            .spool_sending(&claimed, body, events, move |applied| match applied {
                 Ok(()) => drop(runtime.spawn(first_round(round_core, dispatcher, round_record, round_body))),
                 Err(e) => {
                     // On disk in its record frame: the next start brings it back.
-                    tracing::error!(msg_id = %id, error = %e, "a new message's record was not applied; it is sent after the next start");
+                    tracing::error!(msg_id = %id, error = %e, "a new message was not written; it is sent after the next start");
                     round_core.release(&id);
                 }
             })

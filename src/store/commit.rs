@@ -11,7 +11,9 @@
 //!    one `fdatasync` ([`super::segments`]): that makes them durable, and
 //!    their writers are answered at once (the client's 250 need not wait
 //!    for step 2);
-//! 2. applies those messages' records, due keys, location keys and events,
+//! 2. applies those messages' records, due keys, location keys and events
+//!    (or, for those sent on at once, keeps them out of sled until their
+//!    first write: [`super::pending`]),
 //!    the retirements handed to it ([`Committer::retire`]) and the replay
 //!    checkpoint in one sled batch (every batch costs sled two log writes
 //!    of its own), then runs each new message's `then` (its first delivery
@@ -33,7 +35,9 @@
 
 use super::StoreError;
 use super::events::EventLog;
-use super::segments::Segments;
+use super::pending::{Held, Pending, SETTLE_AFTER};
+use super::segments::{HEADER, Position, Segments};
+use std::cell::Cell;
 use crate::id::MessageId;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,6 +62,9 @@ pub struct NewMessage {
     pub note: Vec<u8>,
     pub due_ms: i64,
     pub events: Vec<crate::events::Event>,
+    /// Sent on at once from memory: kept out of sled until its first
+    /// write ([`super::pending`]).
+    pub sending: bool,
 }
 
 /// A finished message to take out of the queue with the next round: its
@@ -146,25 +153,32 @@ struct Round<'a> {
     spool: &'a sled::Tree,
     events: &'a EventLog,
     segments: &'a Segments,
+    pending: &'a Pending,
     failed: &'a tokio::sync::watch::Sender<bool>,
     unapplied: &'a Unapplied,
+    /// Where the committer's appends have reached.
+    end: Cell<Option<Position>>,
+    /// The replay checkpoint last put in a batch.
+    checkpoint: Cell<Option<Position>>,
 }
 
 impl Round<'_> {
     /// Writes the new messages' frames and answers their writers (the
-    /// messages are durable then), then applies their records and the
-    /// retirements in one batch, and runs what waited for that.
+    /// messages are durable then), then applies their records (or keeps
+    /// those being sent at once out of sled, [`super::pending`]), the
+    /// retirements, the settling of messages held too long and the
+    /// checkpoint in one batch, and runs what waited for that.
     fn apply(&self, new: Vec<(Box<NewMessage>, Waiter, Then)>, retiring: Vec<Box<Retirement>>) {
         let mut refs = Vec::new();
-        let mut reached = None;
-        let mut new: Vec<(Box<NewMessage>, Then)> = if new.is_empty() {
+        let new: Vec<(Box<NewMessage>, Then)> = if new.is_empty() {
             Vec::new()
         } else {
             let messages: Vec<(MessageId, Option<&[u8]>, &[u8])> = new.iter().map(|(m, _, _)| (m.id, Some(m.note.as_slice()), m.body.as_slice())).collect();
             match self.segments.append_records(&messages) {
                 Ok((r, position)) => {
                     refs = r;
-                    reached = Some(position);
+                    self.end.set(Some(position));
+                    // Those being sent too: until they are in `pending`.
                     self.unapplied.add(new.len());
                     new.into_iter()
                         .map(|(m, w, then)| {
@@ -185,33 +199,70 @@ impl Round<'_> {
                 }
             }
         };
-        if new.is_empty() && retiring.is_empty() {
-            return;
-        }
+        let now = Instant::now();
+        // Held until the batch is applied (see `super::pending`).
+        let mut held = self.pending.lock();
         let mut batch = sled::Batch::default();
         let mut events = Vec::new();
-        for ((m, _), r) in new.iter_mut().zip(&refs) {
-            super::enqueue(&mut batch, &m.id, super::replay::record_in(&m.note), m.due_ms, r);
-            events.append(&mut m.events);
+        let mut queued = 0;
+        let mut thens = Vec::with_capacity(new.len());
+        for ((m, then), r) in new.into_iter().zip(&refs) {
+            let NewMessage { id, note, due_ms, events: mut accepted, sending, .. } = *m;
+            if sending {
+                let frame = Position { segment: r.segment, offset: r.offset - (HEADER + note.len()) as u64 };
+                held.insert(id, Held { note, due_ms, body: *r, events: accepted, frame, since: now });
+            } else {
+                super::enqueue(&mut batch, &id, super::replay::record_in(&note), due_ms, r);
+                events.append(&mut accepted);
+                queued += 1;
+            }
+            thens.push((sending, then));
         }
-        if let Some(position) = reached {
-            batch.insert(super::replay::CHECKPOINT, &position.encode());
+        // Taken out of `held` by this batch: put back should it fail.
+        let mut taken = Vec::new();
+        for id in Pending::overdue(&held, now) {
+            if let Some(h) = held.remove(&id) {
+                events.extend(h.events.iter().cloned());
+                super::enqueue(&mut batch, &id, h.record(), h.due_ms, &h.body);
+                taken.push((id, h));
+            }
         }
         let mut freed = Vec::new();
         let mut done = Vec::new();
+        // Run once `held` is let go: a `then` may read the store.
+        let mut unreadable = Vec::new();
         for r in retiring {
-            let Retirement { id, record, finished_ms, due_ms, events: mut more, then } = *r;
-            match super::read_location(self.spool, &id) {
-                Ok(location) => freed.extend(location),
-                Err(e) => {
-                    then(Err(e.to_string()));
-                    continue;
+            let Retirement { id, record, finished_ms, due_ms, events: more, then } = *r;
+            if let Some(h) = held.remove(&id) {
+                // Never in sled: only its retired record and its events.
+                freed.push(h.body);
+                events.extend(h.events.iter().cloned());
+                taken.push((id, h));
+            } else {
+                match super::read_location(self.spool, &id) {
+                    Ok(location) => freed.extend(location),
+                    Err(e) => {
+                        unreadable.push((then, e.to_string()));
+                        continue;
+                    }
                 }
+                super::unqueue(&mut batch, &id, due_ms);
             }
             super::keep_retired(&mut batch, &id, record, finished_ms);
-            super::unqueue(&mut batch, &id, due_ms);
-            events.append(&mut more);
+            events.extend(more);
             done.push(then);
+        }
+        let checkpoint = self.end.get().map(|end| Pending::checkpoint(&held, end));
+        let moved = checkpoint.is_some() && checkpoint != self.checkpoint.get();
+        if let (Some(position), true) = (checkpoint, moved) {
+            batch.insert(super::replay::CHECKPOINT, &position.encode());
+        }
+        if queued == 0 && !moved && taken.is_empty() && done.is_empty() {
+            drop(held);
+            unreadable.into_iter().for_each(|(then, e)| then(Err(e)));
+            self.unapplied.done(thens.len());
+            thens.into_iter().for_each(|(_, then)| then(Ok(())));
+            return;
         }
         // A failure here leaves the new messages' frames on disk, and
         // their writers were told yes: their bodies stay counted, and the
@@ -219,19 +270,33 @@ impl Round<'_> {
         // does not run now).
         let error = self.events.apply(batch, events).err().map(|e| e.to_string());
         match &error {
-            None => freed.into_iter().for_each(|r| self.segments.release(r)),
+            None => {
+                freed.into_iter().for_each(|r| self.segments.release(r));
+                if moved {
+                    self.checkpoint.set(checkpoint);
+                }
+            }
             Some(e) => {
                 tracing::error!(error = %e, "applying the spool batch failed; new messages come back from their record frames at the next start");
                 self.failed.send_replace(true);
+                held.extend(taken);
             }
         }
-        self.unapplied.done(new.len());
+        drop(held);
+        unreadable.into_iter().for_each(|(then, e)| then(Err(e)));
+        self.unapplied.done(thens.len());
         for then in done {
             then(error.clone().map_or(Ok(()), Err));
         }
-        for (_, then) in new {
-            then(error.clone().map_or(Ok(()), Err));
+        for (sending, then) in thens {
+            // One being sent is held, whatever became of the batch.
+            then(if sending { Ok(()) } else { error.clone().map_or(Ok(()), Err) });
         }
+    }
+
+    /// When the oldest message held out of sled is due to be settled.
+    fn settle_deadline(&self) -> Option<Instant> {
+        self.pending.lock().values().map(|h| h.since + SETTLE_AFTER).min()
     }
 
     /// Flushes sled; on success, events applied so far become readable and
@@ -259,7 +324,7 @@ impl Round<'_> {
 impl Committer {
     /// Starts the committer thread for `db` and the body `segments`. It
     /// ends when every handle (and so every sender) is gone.
-    pub fn start(db: sled::Db, spool: sled::Tree, events: Arc<EventLog>, segments: Arc<Segments>) -> Self {
+    pub fn start(db: sled::Db, spool: sled::Tree, events: Arc<EventLog>, segments: Arc<Segments>, pending: Arc<Pending>) -> Self {
         let (tx, rx) = mpsc::channel::<Request>();
         let flushes = Arc::new(AtomicU64::new(0));
         let counter = flushes.clone();
@@ -273,14 +338,25 @@ impl Committer {
             .name("herald-commit".into())
             .spawn(move || {
                 ON_COMMIT_THREAD.set(true);
-                let round = Round { db: &db, spool: &spool, events: &events, segments: &segments, failed: &failed_flag, unapplied: &unapplied_here };
+                let round = Round {
+                    db: &db,
+                    spool: &spool,
+                    events: &events,
+                    segments: &segments,
+                    pending: &pending,
+                    failed: &failed_flag,
+                    unapplied: &unapplied_here,
+                    end: Cell::new(None),
+                    checkpoint: Cell::new(None),
+                };
                 // Something was applied and not flushed since `last_flush`;
                 // it reaches the disk by `last_flush + LINGER` at the latest.
                 let mut dirty = false;
                 let mut last_flush = Instant::now();
                 loop {
                     let deadline = dirty.then(|| last_flush + LINGER);
-                    let first = match deadline {
+                    let settle = round.settle_deadline();
+                    let first = match deadline.into_iter().chain(settle).min() {
                         Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
                             Ok(r) => Some(r),
                             Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -314,7 +390,7 @@ impl Committer {
                             Request::Soon => dirty = true,
                         }
                     }
-                    if !new.is_empty() || !retiring.is_empty() {
+                    if !new.is_empty() || !retiring.is_empty() || settle.is_some_and(|d| d <= Instant::now()) {
                         dirty = true;
                         if !new.is_empty() {
                             counter.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,9 @@
 //! go to a segment in one write and fdatasync, which makes it durable and
 //! answers its writer; its batch is applied right after (reads wait for
 //! it), and sled flushed after that (what a crash takes from sled then is
-//! replayed at start: [`replay`]).
+//! replayed at start: [`replay`]). A new message the queue sends on at
+//! once stays out of sled until its first write, most often its
+//! retirement ([`pending`]).
 //! `c/wal` holds the replay's checkpoint.
 //!
 //! Finished messages are retired (record only, no body) in the same tree,
@@ -35,6 +37,7 @@ mod crc32c;
 pub mod disk;
 pub mod events;
 mod migrate;
+mod pending;
 mod replay;
 pub mod suppressions;
 pub mod records;
@@ -77,6 +80,8 @@ pub struct Store {
     segments: std::sync::Arc<segments::Segments>,
     disk: std::sync::Arc<disk::DiskWatch>,
     events: std::sync::Arc<events::EventLog>,
+    /// New messages on their first round, not in sled yet.
+    pending: std::sync::Arc<pending::Pending>,
 }
 
 fn key(prefix: u8, id: &MessageId) -> [u8; 18] {
@@ -143,9 +148,10 @@ impl Store {
         }
         let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
         migrate::to_current(&db, &spool, &segments, format)?;
-        let committer = Committer::start(db.clone(), spool.clone(), events.clone(), segments.clone());
+        let pending = std::sync::Arc::new(pending::Pending::default());
+        let committer = Committer::start(db.clone(), spool.clone(), events.clone(), segments.clone(), pending.clone());
         let disk = std::sync::Arc::new(disk::DiskWatch::new(dir.to_path_buf()));
-        Ok(Self { db, spool, committer, segments, disk, events })
+        Ok(Self { db, spool, committer, segments, disk, events, pending })
     }
 
     /// The underlying database, for modules that keep their own trees.
@@ -203,9 +209,55 @@ impl Store {
     /// once it is (on the commit thread: it must not block), or with the
     /// error. Reads meanwhile wait for it ([`commit::Committer::settled`]).
     pub async fn spool_then(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Result<(), StoreError> {
+        self.spool_new(record, body, events, false, then).await
+    }
+
+    /// [`Store::spool_then`] for a message the caller sends on at once
+    /// from memory: it is kept out of sled until it is first written
+    /// (retired, most often: [`pending`]), and `then` runs once its frame
+    /// is on disk.
+    pub async fn spool_sending(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Result<(), StoreError> {
+        self.spool_new(record, body, events, true, then).await
+    }
+
+    async fn spool_new(&self, record: &MessageRecord, body: std::sync::Arc<Vec<u8>>, events: Vec<crate::events::Event>, sending: bool, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Result<(), StoreError> {
         let note = replay::encode(&record.encode(), record.due_ms, &events);
-        let message = commit::NewMessage { id: record.id, body, note, due_ms: record.due_ms, events };
+        let message = commit::NewMessage { id: record.id, body, note, due_ms: record.due_ms, events, sending };
         self.committer.spool(message, Box::new(move |r| then(r.map_err(StoreError::Flush)))).await
+    }
+
+    /// Applies a batch that `fill` fills, with `events`. Each of `ids`
+    /// still held out of sled ([`pending`]) is settled by it: the batch
+    /// first queues it there (unless `retiring`: a retired message needs
+    /// only what `fill` writes), and its acceptance events go ahead of
+    /// `events`.
+    fn apply_settling(&self, ids: &[MessageId], retiring: bool, events: Vec<crate::events::Event>, fill: impl FnOnce(&mut sled::Batch)) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut held = self.pending.lock();
+        if !ids.iter().any(|id| held.contains_key(id)) {
+            drop(held);
+            fill(&mut batch);
+            return self.events.apply(batch, events);
+        }
+        let mut taken = Vec::new();
+        let mut all = Vec::new();
+        for id in ids {
+            if let Some(h) = held.remove(id) {
+                all.extend(h.events.iter().cloned());
+                if !retiring {
+                    enqueue(&mut batch, id, h.record(), h.due_ms, &h.body);
+                }
+                taken.push((*id, h));
+            }
+        }
+        fill(&mut batch);
+        all.extend(events);
+        // Held until applied (see `pending`); put back should it fail.
+        let result = self.events.apply(batch, all);
+        if result.is_err() {
+            held.extend(taken);
+        }
+        result
     }
 
     /// Rewrites a record and moves its due key, atomically; `old_due` is the
@@ -220,25 +272,26 @@ impl Store {
             return Ok(());
         }
         self.committer.settled();
-        let mut batch = sled::Batch::default();
-        for (record, old_due) in records {
-            rewrite(&mut batch, record, *old_due);
-        }
-        self.events.apply(batch, Vec::new())
+        let ids: Vec<MessageId> = records.iter().map(|(r, _)| r.id).collect();
+        self.apply_settling(&ids, false, Vec::new(), |batch| {
+            for (record, old_due) in records {
+                rewrite(batch, record, *old_due);
+            }
+        })
     }
 
     /// [`Store::update`], with `events` appended in the same batch.
     pub fn update_with(&self, record: &MessageRecord, old_due: Option<i64>, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         self.committer.settled();
-        let mut batch = sled::Batch::default();
-        rewrite(&mut batch, record, old_due);
-        self.events.apply(batch, events)?;
-        Ok(())
+        self.apply_settling(&[record.id], false, events, |batch| rewrite(batch, record, old_due))
     }
 
     /// A queued message's record.
     pub fn message(&self, id: &MessageId) -> Result<Option<MessageRecord>, StoreError> {
         self.committer.settled();
+        if let Some(h) = self.pending.lock().get(id) {
+            return MessageRecord::decode(h.record()).map(Some);
+        }
         match self.spool.get(key(META, id))? {
             Some(v) => MessageRecord::decode(&v).map(Some),
             None => Ok(None),
@@ -267,9 +320,8 @@ impl Store {
     /// queued, to be finished, and its events written, again).
     pub fn retire_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         self.committer.settled();
-        let mut batch = sled::Batch::default();
-        keep_retired(&mut batch, &record.id, record.encode(), record.finished_ms.unwrap_or(record.received_ms));
-        self.remove_in(batch, record, events)
+        let retired = (record.encode(), record.finished_ms.unwrap_or(record.received_ms));
+        self.remove_in(Some(retired), record, events)
     }
 
     /// [`Store::retire_with`], applied by the committer with its next
@@ -334,6 +386,9 @@ impl Store {
     /// Where a queued message's body is.
     fn location(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
         self.committer.settled();
+        if let Some(h) = self.pending.lock().get(id) {
+            return Ok(Some(h.body));
+        }
         read_location(&self.spool, id)
     }
 
@@ -370,9 +425,28 @@ impl Store {
     /// Every message record, in id order (for the CLI and API listings).
     pub fn messages(&self) -> impl Iterator<Item = Result<MessageRecord, StoreError>> + '_ {
         self.committer.settled();
-        self.spool
-            .scan_prefix([META, b'/'])
-            .map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v)))
+        let mut held: Vec<Result<MessageRecord, StoreError>> = self.pending.lock().values().map(|h| MessageRecord::decode(h.record())).collect();
+        held.sort_by_key(|r| r.as_ref().ok().map(|r| r.id));
+        let mut held = held.into_iter().peekable();
+        let mut queued = self.spool.scan_prefix([META, b'/']).map(|item| item.map_err(StoreError::from).and_then(|(_, v)| MessageRecord::decode(&v))).peekable();
+        // Both in id order; one settled meanwhile is taken from sled.
+        let id = |r: &Result<MessageRecord, StoreError>| r.as_ref().ok().map(|r| r.id);
+        std::iter::from_fn(move || match (held.peek().map(id), queued.peek().map(id)) {
+            (None, _) => queued.next(),
+            (Some(_), None) => held.next(),
+            (Some(h), Some(q)) if h == q => {
+                held.next();
+                queued.next()
+            }
+            (Some(h), Some(q)) if h < q => held.next(),
+            _ => queued.next(),
+        })
+    }
+
+    /// The messages sent on from memory and not in sled yet (counted as
+    /// queued and in flight; [`pending`]).
+    pub fn held(&self) -> Vec<MessageId> {
+        self.pending.lock().keys().copied().collect()
     }
 
     /// Removes a message entirely (record, body, due key).
@@ -382,16 +456,21 @@ impl Store {
 
     fn remove_with(&self, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         self.committer.settled();
-        self.remove_in(sled::Batch::default(), record, events)
+        self.remove_in(None, record, events)
     }
 
-    /// Adds the removal of a queued message to `batch` and applies it
-    /// with `events`; the body's space is released once it is applied.
-    fn remove_in(&self, mut batch: sled::Batch, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
+    /// Takes a queued message out of the queue, keeping its record as
+    /// `retired` (encoded, and its finish time) if given, with `events`;
+    /// the body's space is released once that is applied.
+    fn remove_in(&self, retired: Option<(Vec<u8>, i64)>, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
         let location = self.location(&id)?;
-        unqueue(&mut batch, &id, record.due_ms);
-        self.events.apply(batch, events)?;
+        self.apply_settling(&[id], true, events, |batch| {
+            if let Some((encoded, finished_ms)) = retired {
+                keep_retired(batch, &id, encoded, finished_ms);
+            }
+            unqueue(batch, &id, record.due_ms);
+        })?;
         if let Some(r) = location {
             self.segments.release(r);
         }

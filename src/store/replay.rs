@@ -8,7 +8,8 @@
 //! the frames it wrote, so once that batch is on disk, so is everything
 //! the frames before the checkpoint say. At start, every record frame
 //! after the checkpoint whose message sled knows neither as queued nor as
-//! retired is applied again: record, due key, body location and events,
+//! retired (a message kept out of sled on its first round,
+//! [`super::pending`], holds the checkpoint back) is applied again: record, due key, body location and events,
 //! as the lost batch would have. A message that had also been delivered
 //! in those few milliseconds is thus sent again: at least once, never
 //! lost.
