@@ -207,17 +207,24 @@ pub async fn serve(config: Config, clock: SharedClock) -> Result<(), String> {
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves at SIGTERM or SIGINT. The handlers are installed here, at the
+/// call, not at the first poll: a signal that comes while the relay is
+/// still starting (its ports already open) stops it cleanly too, instead
+/// of killing it.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
