@@ -134,7 +134,7 @@ async fn migrated_and_delivered(format: u32) {
         let db = sled::open(dir.path().join("data/herald.sled")).unwrap();
         assert_eq!(db.open_tree("spool").unwrap().scan_prefix(b"b/").count(), 0);
         assert!(!db.tree_names().iter().any(|n| n.as_ref() == b"retired"), "the old retired tree is gone");
-        assert_eq!(db.get(b"herald/spool-format").unwrap().as_deref(), Some(&4u32.to_be_bytes()[..]));
+        assert_eq!(db.get(b"herald/spool-format").unwrap().as_deref(), Some(&5u32.to_be_bytes()[..]));
     }
     // Every message is readable, as retired, the one retired before the
     // migration too.
@@ -153,9 +153,9 @@ fn a_directory_from_a_newer_herald_is_refused_with_a_clear_message() {
     {
         std::fs::create_dir_all(&data).unwrap();
         let db = sled::open(data.join("herald.sled")).unwrap();
-        db.insert(b"herald/spool-format", &5u32.to_be_bytes()).unwrap();
+        db.insert(b"herald/spool-format", &6u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
     let error = herald::store::Store::open(&data, 8).err().expect("a newer format is refused").to_string();
-    assert!(error.contains("newer herald") && error.contains("format 5"), "{error}");
+    assert!(error.contains("newer herald") && error.contains("format 6"), "{error}");
 }

@@ -7,6 +7,7 @@
 //! | 2      | bodies in segment files                                      |
 //! | 3      | retired records in the spool tree (`r/`, `x/`), not in a `retired` tree of their own, so retiring is one batch |
 //! | 4      | record frames in the segments, before each body ([`super::replay`]); nothing to move, but a herald of format 3 would take them for a torn tail and cut the segment there |
+//! | 5      | frame checksums salted with the segment's number, from the segment in [`SALTED_FROM`] on (emptied segments are reused: [`super::segments`]); nothing to move, but a herald of format 4 would take them for a torn tail |
 //!
 //! The mark lives in sled's default tree under [`FORMAT_KEY`]. Format 1's
 //! bodies are copied to segments (one write and fdatasync per group), each
@@ -25,8 +26,26 @@ use std::collections::HashMap;
 pub const FORMAT_KEY: &[u8] = b"herald/spool-format";
 
 /// The format this herald writes: bodies and record frames in segments,
-/// retired records in the spool tree.
-pub const FORMAT: u32 = 4;
+/// salted checksums, retired records in the spool tree.
+pub const FORMAT: u32 = 5;
+
+/// In the spool tree: the first segment whose checksums are salted
+/// (u64 big-endian).
+pub const SALTED_FROM: &[u8] = b"c/salted-from";
+
+/// The first segment whose checksums are salted: as recorded, or, the
+/// first time a herald of format 5 opens the directory, the segment after
+/// the last one there (recorded, and flushed, before any is written).
+pub fn salted_from(db: &sled::Db, spool: &sled::Tree, bodies: &std::path::Path) -> Result<u64, StoreError> {
+    if let Some(v) = spool.get(SALTED_FROM)? {
+        let b: [u8; 8] = v.as_ref().try_into().map_err(|_| StoreError::Corrupt { key: "c/salted-from".into(), reason: "not 8 bytes".into() })?;
+        return Ok(u64::from_be_bytes(b));
+    }
+    let first = super::segments::last(bodies)?.map_or(1, |n| n + 1);
+    spool.insert(SALTED_FROM, &first.to_be_bytes())?;
+    db.flush()?;
+    Ok(first)
+}
 
 /// Messages moved per write.
 const GROUP: usize = 128;
@@ -36,7 +55,7 @@ const GROUP: usize = 128;
 pub enum Mark {
     /// Written by this format: open as is.
     Current,
-    /// An older format, moved to the current one: 1 (no mark) or 2.
+    /// An older format, moved to the current one: 1 (no mark) to 4.
     Older(u32),
     /// Newer than this herald: refuse.
     Newer(u32),
@@ -50,7 +69,7 @@ pub fn read_mark(value: Option<&[u8]>) -> Mark {
         Some(v) => match <[u8; 4]>::try_from(v).map(u32::from_be_bytes) {
             Ok(FORMAT) => Mark::Current,
             Ok(n) if n > FORMAT => Mark::Newer(n),
-            Ok(n @ 1..=3) => Mark::Older(n),
+            Ok(n @ 1..FORMAT) => Mark::Older(n),
             _ => Mark::Unreadable,
         },
     }
@@ -198,13 +217,31 @@ mod tests {
             (Some(&1u32.to_be_bytes()), Mark::Older(1)),
             (Some(&2u32.to_be_bytes()), Mark::Older(2)),
             (Some(&3u32.to_be_bytes()), Mark::Older(3)),
-            (Some(&4u32.to_be_bytes()), Mark::Current),
-            (Some(&5u32.to_be_bytes()), Mark::Newer(5)),
+            (Some(&4u32.to_be_bytes()), Mark::Older(4)),
+            (Some(&5u32.to_be_bytes()), Mark::Current),
+            (Some(&6u32.to_be_bytes()), Mark::Newer(6)),
             (Some(&0u32.to_be_bytes()), Mark::Unreadable),
             (Some(b"4"), Mark::Unreadable),
         ];
         for (value, want) in cases {
             assert_eq!(&read_mark(*value), want, "{value:?}");
         }
+    }
+
+    #[test]
+    fn salting_starts_after_the_last_segment_and_stays_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let spool = db.open_tree("spool").unwrap();
+        let bodies = dir.path().join("bodies");
+        assert_eq!(salted_from(&db, &spool, &bodies).unwrap(), 1, "a new directory: from the first");
+        spool.remove(SALTED_FROM).unwrap();
+        std::fs::create_dir_all(&bodies).unwrap();
+        for n in [2, 3] {
+            std::fs::write(bodies.join(format!("{n:08}.seg")), b"").unwrap();
+        }
+        assert_eq!(salted_from(&db, &spool, &bodies).unwrap(), 4, "format 4's segments stay plain");
+        std::fs::write(bodies.join("00000009.seg"), b"").unwrap();
+        assert_eq!(salted_from(&db, &spool, &bodies).unwrap(), 4, "recorded once");
     }
 }

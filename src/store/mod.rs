@@ -143,10 +143,11 @@ impl Store {
         let format = migrate::check_format(&db)?;
         let events = std::sync::Arc::new(events::EventLog::open(spool.clone())?);
         events.set_outboxes(outboxes)?;
-        if replay::replay(&spool, &events, &dir.join("bodies"))? > 0 {
+        let salted_from = migrate::salted_from(&db, &spool, &dir.join("bodies"))?;
+        if replay::replay(&spool, &events, &dir.join("bodies"), salted_from)? > 0 {
             db.flush()?;
         }
-        let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max)?);
+        let segments = std::sync::Arc::new(segments::Segments::open_sized(&dir.join("bodies"), migrate::live_counts(&spool)?, segment_max, salted_from)?);
         migrate::to_current(&db, &spool, &segments, format)?;
         let pending = std::sync::Arc::new(pending::Pending::default());
         let committer = Committer::start(db.clone(), spool.clone(), events.clone(), segments.clone(), pending.clone());

@@ -62,11 +62,11 @@ pub fn decode(payload: &[u8]) -> Option<(i64, &[u8], Vec<Event>)> {
 /// Applies again every record frame after the checkpoint whose message
 /// sled does not know; returns how many. Runs before the segments are
 /// opened, so they count the bodies it brings back.
-pub fn replay(spool: &sled::Tree, events: &EventLog, bodies: &Path) -> Result<usize, StoreError> {
+pub fn replay(spool: &sled::Tree, events: &EventLog, bodies: &Path, salted_from: u64) -> Result<usize, StoreError> {
     let from = spool.get(CHECKPOINT)?.and_then(|v| Position::decode(&v)).unwrap_or_default();
     let mut pending: Option<(MessageId, Vec<u8>)> = None;
     let mut n = 0;
-    for (segment, frame) in segments::frames_from(bodies, from)? {
+    for (segment, frame) in segments::frames_from(bodies, from, salted_from)? {
         if frame.record {
             pending = frame.id.map(|id| (id, frame.payload));
             continue;

@@ -12,10 +12,12 @@
 //! | bytes | what                                                        |
 //! |-------|-------------------------------------------------------------|
 //! | 4     | payload length, u32 little-endian; top bit set: a record frame |
-//! | 4     | CRC32C of the id and the payload                            |
+//! | 4     | CRC32C of the salt, the id and the payload                  |
 //! | 16    | the message id                                              |
 //! | len   | the payload: the body, or the record frame's contents        |
 //!
+//! The salt is the segment's number (8 bytes big-endian; none in the
+//! segments written before format 5, [`super::migrate::SALTED_FROM`]).
 //! A torn tail (a crash in the middle of an append) fails its length or
 //! checksum and is cut off when the last segment is opened again; nothing
 //! points at it, since its records were never applied and its writers
@@ -24,7 +26,14 @@
 //! Each segment counts the queued messages whose bodies it holds (rebuilt
 //! at start from the location keys in sled). A segment other than the one
 //! being appended to whose count drops to zero is deleted right after the
-//! next successful flush, once the removals that emptied it are on disk.
+//! next successful flush, once the removals that emptied it are on disk;
+//! the first full one is kept instead as the *spare* (`bodies/spare`),
+//! which the next segment reuses, as PostgreSQL recycles its WAL
+//! segments: an fdatasync into blocks the file already has need not
+//! commit its size and extents to the journal (here, 0.21 against
+//! 0.33-0.49 ms for 150 KB). The frames the file held before, after the
+//! new segment's end, fail the new number's salt, so they are never read
+//! as this segment's.
 
 use super::crc32c;
 use crate::id::MessageId;
@@ -40,6 +49,9 @@ pub const HEADER: usize = 24;
 
 /// A segment past this size is closed and a new one started.
 pub const SEGMENT_MAX: u64 = 64 * 1024 * 1024;
+
+/// An emptied segment kept for the next one to reuse (not a segment name).
+const SPARE: &str = "spare";
 
 /// Where a body is: segment number, offset of its frame, body length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +103,25 @@ impl Position {
     }
 }
 
+/// The salt of segment `n`'s checksums: its number, from `salted_from`
+/// on (0, none, in segments written before salting began).
+pub fn salt(n: u64, salted_from: u64) -> u64 {
+    if n >= salted_from { n } else { 0 }
+}
+
+/// A frame's checksum: CRC32C of the salt (if any), the id and the payload.
+fn frame_crc(salt: u64, h: &[u8; HEADER], payload: &[u8]) -> u32 {
+    let start = if salt == 0 { crc32c::crc32c(&h[8..]) } else { crc32c::extend(crc32c::crc32c(&salt.to_be_bytes()), &h[8..]) };
+    crc32c::extend(start, payload)
+}
+
 /// One frame's header; `record` marks a record frame.
-fn frame_header(id: &MessageId, payload: &[u8], record: bool) -> [u8; HEADER] {
+fn frame_header(id: &MessageId, payload: &[u8], record: bool, salt: u64) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     let len = payload.len() as u32 | if record { RECORD_FRAME } else { 0 };
     h[..4].copy_from_slice(&len.to_le_bytes());
     h[8..].copy_from_slice(id.as_bytes());
-    let crc = crc32c::extend(crc32c::crc32c(&h[8..]), payload);
+    let crc = frame_crc(salt, &h, payload);
     h[4..8].copy_from_slice(&crc.to_le_bytes());
     h
 }
@@ -130,8 +154,8 @@ fn write_all_vectored_at(file: &std::fs::File, mut slices: &mut [io::IoSlice<'_>
 }
 
 /// One body's frame header.
-fn header(id: &MessageId, body: &[u8]) -> [u8; HEADER] {
-    frame_header(id, body, false)
+fn header(id: &MessageId, body: &[u8], salt: u64) -> [u8; HEADER] {
+    frame_header(id, body, false, salt)
 }
 
 /// A frame header's payload length and kind (`true`: a record frame).
@@ -141,13 +165,13 @@ fn frame_len(h: &[u8; HEADER]) -> (u64, bool) {
 }
 
 /// Checks a frame header against the payload read after it.
-fn check_frame(h: &[u8; HEADER], payload: &[u8]) -> bool {
-    frame_len(h).0 as usize == payload.len() && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == crc32c::extend(crc32c::crc32c(&h[8..]), payload)
+fn check_frame(h: &[u8; HEADER], payload: &[u8], salt: u64) -> bool {
+    frame_len(h).0 as usize == payload.len() && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == frame_crc(salt, h, payload)
 }
 
 /// Checks a body frame's header against the body read after it.
-fn check(h: &[u8; HEADER], body: &[u8]) -> bool {
-    !frame_len(h).1 && check_frame(h, body)
+fn check(h: &[u8; HEADER], body: &[u8], salt: u64) -> bool {
+    !frame_len(h).1 && check_frame(h, body, salt)
 }
 
 /// One valid frame read back: its id, kind and place; the payload only
@@ -163,7 +187,7 @@ pub struct Frame {
 /// Walks the valid frames of `file` from `from`, up to the first that is
 /// not, calling `visit` with each header, offset and payload; returns
 /// where the valid frames end.
-fn walk(file: &File, from: u64, mut visit: impl FnMut(&[u8; HEADER], u64, &[u8])) -> io::Result<u64> {
+fn walk(file: &File, from: u64, salt: u64, mut visit: impl FnMut(&[u8; HEADER], u64, &[u8])) -> io::Result<u64> {
     let size = file.metadata()?.len();
     let mut at = from;
     let mut payload = Vec::new();
@@ -176,7 +200,7 @@ fn walk(file: &File, from: u64, mut visit: impl FnMut(&[u8; HEADER], u64, &[u8])
         }
         payload.resize(len as usize, 0);
         file.read_exact_at(&mut payload, at + HEADER as u64)?;
-        if !check_frame(&h, &payload) {
+        if !check_frame(&h, &payload, salt) {
             break;
         }
         visit(&h, at, &payload);
@@ -186,9 +210,9 @@ fn walk(file: &File, from: u64, mut visit: impl FnMut(&[u8; HEADER], u64, &[u8])
 }
 
 /// The valid frames of `file` from `from`.
-fn frames(file: &File, from: u64) -> io::Result<Vec<Frame>> {
+fn frames(file: &File, from: u64, salt: u64) -> io::Result<Vec<Frame>> {
     let mut out = Vec::new();
-    walk(file, from, |h, offset, payload| {
+    walk(file, from, salt, |h, offset, payload| {
         let record = frame_len(h).1;
         let id = std::str::from_utf8(&h[8..]).ok().and_then(MessageId::parse);
         out.push(Frame { id, record, payload: if record { payload.to_vec() } else { Vec::new() }, offset, len: payload.len() as u32 });
@@ -197,8 +221,9 @@ fn frames(file: &File, from: u64) -> io::Result<Vec<Frame>> {
 }
 
 /// Every valid frame in the segments of `dir` from `from` on, in order,
-/// with the segment each is in (for the replay at start).
-pub fn frames_from(dir: &Path, from: Position) -> io::Result<Vec<(u64, Frame)>> {
+/// with the segment each is in (for the replay at start); checksums are
+/// salted from segment `salted_from` on.
+pub fn frames_from(dir: &Path, from: Position, salted_from: u64) -> io::Result<Vec<(u64, Frame)>> {
     let mut numbers: Vec<u64> = match std::fs::read_dir(dir) {
         Ok(entries) => entries.filter_map(|e| e.ok().and_then(|e| e.file_name().to_str().and_then(segment_number))).filter(|&n| n >= from.segment).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -209,9 +234,18 @@ pub fn frames_from(dir: &Path, from: Position) -> io::Result<Vec<(u64, Frame)>> 
     for n in numbers {
         let file = File::open(dir.join(segment_name(n)))?;
         let start = if n == from.segment { from.offset } else { 0 };
-        out.extend(frames(&file, start)?.into_iter().map(|f| (n, f)));
+        out.extend(frames(&file, start, salt(n, salted_from))?.into_iter().map(|f| (n, f)));
     }
     Ok(out)
+}
+
+/// The highest segment number in `dir`, if any.
+pub fn last(dir: &Path) -> io::Result<Option<u64>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.filter_map(|e| e.ok().and_then(|e| e.file_name().to_str().and_then(segment_number))).max()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn segment_name(n: u64) -> String {
@@ -236,6 +270,8 @@ pub struct Segments {
     dir: PathBuf,
     /// Size past which a segment is closed ([`SEGMENT_MAX`] but in tests).
     max: u64,
+    /// The first segment whose checksums are salted with its number.
+    salted_from: u64,
     state: Mutex<State>,
     /// Held through each append (the committer's, and copying forward).
     writer: Mutex<()>,
@@ -251,20 +287,23 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// The length of the valid prefix of a segment: every frame whose length
 /// and checksum hold, up to the first that does not.
-fn valid_len(file: &File) -> io::Result<u64> {
-    walk(file, 0, |_, _, _| {})
+fn valid_len(file: &File, salt: u64) -> io::Result<u64> {
+    walk(file, 0, salt, |_, _, _| {})
 }
 
 impl Segments {
     /// Opens the segments in `dir` (created if missing). `live` counts the
     /// queued bodies per segment. Segments nothing points at are deleted;
     /// the newest one is appended to after its torn tail, if any, is cut.
+    #[cfg(test)]
     pub fn open(dir: &Path, live: HashMap<u64, u64>) -> io::Result<Self> {
-        Self::open_sized(dir, live, SEGMENT_MAX)
+        Self::open_sized(dir, live, SEGMENT_MAX, 1)
     }
 
-    /// [`Segments::open`], closing segments past `max` bytes.
-    pub fn open_sized(dir: &Path, live: HashMap<u64, u64>, max: u64) -> io::Result<Self> {
+    /// [`Segments::open`], closing segments past `max` bytes, salting the
+    /// checksums of segment `salted_from` and later ones (a directory
+    /// written before salting began gets a new segment to append to).
+    pub fn open_sized(dir: &Path, live: HashMap<u64, u64>, max: u64, salted_from: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -282,7 +321,7 @@ impl Segments {
         }
         let path = dir.join(segment_name(active));
         let file = open_append(&path)?;
-        let end = valid_len(&file)?;
+        let end = valid_len(&file, salt(active, salted_from))?;
         if end < file.metadata()?.len() {
             tracing::warn!(segment = %path.display(), valid = end, size = file.metadata()?.len(), "cutting a torn tail off the body segment");
             file.set_len(end)?;
@@ -290,7 +329,16 @@ impl Segments {
         }
         sync_dir(dir)?;
         let state = State { active, file: Arc::new(file), end, live, readers: HashMap::new(), doomed: Vec::new() };
-        Ok(Self { dir: dir.to_path_buf(), max, state: Mutex::new(state), writer: Mutex::new(()) })
+        let segments = Self { dir: dir.to_path_buf(), max, salted_from, state: Mutex::new(state), writer: Mutex::new(()) };
+        if active < salted_from {
+            segments.rotate(&mut segments.state(), salted_from)?;
+        }
+        Ok(segments)
+    }
+
+    /// The salt of segment `n`'s checksums.
+    fn salt(&self, n: u64) -> u64 {
+        salt(n, self.salted_from)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -312,11 +360,13 @@ impl Segments {
         let (segment, file, start) = {
             let mut s = self.state();
             if s.end >= self.max {
-                self.rotate(&mut s)?;
+                let next = s.active + 1;
+                self.rotate(&mut s, next)?;
             }
             (s.active, s.file.clone(), s.end)
         };
         let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "a message of 2 GiB or more");
+        let salt = self.salt(segment);
         // Every frame's header and payload first, so the slices below can
         // borrow the headers: the bodies go to the kernel from where they
         // are, uncopied.
@@ -326,10 +376,10 @@ impl Segments {
                 if record.len() as u64 >= RECORD_FRAME as u64 {
                     return Err(too_big());
                 }
-                frames.push((frame_header(id, record, true), *record));
+                frames.push((frame_header(id, record, true, salt), *record));
             }
             u32::try_from(body.len()).ok().filter(|&l| l < RECORD_FRAME).ok_or_else(too_big)?;
-            frames.push((header(id, body), *body));
+            frames.push((header(id, body, salt), *body));
         }
         let mut slices = Vec::with_capacity(frames.len() * 2);
         let mut refs = Vec::with_capacity(messages.len());
@@ -356,9 +406,17 @@ impl Segments {
         Ok((refs, Position { segment, offset: s.end }))
     }
 
-    fn rotate(&self, s: &mut State) -> io::Result<()> {
-        let next = s.active + 1;
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(self.dir.join(segment_name(next)))?;
+    /// Closes the active segment and starts segment `next`: the spare, if
+    /// there is one (its old frames fail the new number's checksums, and
+    /// an fdatasync into blocks already written need not commit the
+    /// file's size or extents: about a third faster here), else a new file.
+    fn rotate(&self, s: &mut State, next: u64) -> io::Result<()> {
+        let path = self.dir.join(segment_name(next));
+        let file = match std::fs::rename(self.dir.join(SPARE), &path) {
+            Ok(()) => open_append(&path)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?,
+            Err(e) => return Err(e),
+        };
         sync_dir(&self.dir)?;
         let old = s.active;
         s.readers.insert(old, s.file.clone());
@@ -393,10 +451,16 @@ impl Segments {
         std::mem::take(&mut self.state().doomed)
     }
 
+    /// Deletes emptied segments; the first full one becomes the spare
+    /// that the next segment reuses, if there is none yet.
     pub fn delete(&self, segments: Vec<u64>) {
         for n in segments {
             self.state().readers.remove(&n);
-            if let Err(e) = std::fs::remove_file(self.dir.join(segment_name(n))) {
+            let path = self.dir.join(segment_name(n));
+            let spare = self.dir.join(SPARE);
+            let reuse = !spare.exists() && std::fs::metadata(&path).is_ok_and(|m| m.len() >= self.max);
+            let gone = if reuse { std::fs::rename(&path, &spare) } else { std::fs::remove_file(&path) };
+            if let Err(e) = gone {
                 tracing::warn!(segment = n, error = %e, "cannot delete an empty body segment");
             }
         }
@@ -419,7 +483,7 @@ impl Segments {
         let mut buf = vec![0u8; HEADER + r.len as usize];
         file.read_exact_at(&mut buf, r.offset)?;
         let h: [u8; HEADER] = buf[..HEADER].try_into().map_err(|_| io::Error::other("short frame"))?;
-        if !check(&h, &buf[HEADER..]) {
+        if !check(&h, &buf[HEADER..], self.salt(r.segment)) {
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("body in segment {} at {} fails its checksum", r.segment, r.offset)));
         }
         buf.drain(..HEADER);
@@ -477,7 +541,7 @@ mod tests {
         // A crash in the middle of the next append: half a frame.
         let path = dir.path().join(segment_name(1));
         let good = std::fs::metadata(&path).unwrap().len();
-        let mut torn = header(&id(4), &[1u8; 100]).to_vec();
+        let mut torn = header(&id(4), &[1u8; 100], 1).to_vec();
         torn.extend_from_slice(&[1u8; 40]);
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all_at(&torn, good).unwrap();
         let segs = Segments::open(dir.path(), HashMap::from([(1, 3)])).unwrap();
@@ -507,7 +571,7 @@ mod tests {
         let segs = Segments::open(dir.path(), HashMap::new()).unwrap();
         let r = segs.append(&[(id(1), b"x")]).unwrap()[0];
         // Close segment 1 as if it had filled up.
-        segs.rotate(&mut segs.state()).unwrap();
+        segs.rotate(&mut segs.state(), 2).unwrap();
         let r2 = segs.append(&[(id(2), b"y")]).unwrap()[0];
         assert_eq!((r.segment, r2.segment), (1, 2));
         assert!(segs.take_doomed().is_empty());
@@ -521,10 +585,73 @@ mod tests {
         segs.release(r2);
         assert!(segs.take_doomed().is_empty());
         // At start, a closed segment nothing points at goes at once.
-        segs.rotate(&mut segs.state()).unwrap();
+        segs.rotate(&mut segs.state(), 3).unwrap();
         drop(segs);
         let _ = Segments::open(dir.path(), HashMap::new()).unwrap();
         assert!(!dir.path().join(segment_name(2)).exists());
         assert!(dir.path().join(segment_name(3)).exists());
+    }
+
+    /// An emptied full segment is kept as the spare, and the next segment
+    /// is that file: its old frames, still there after the new ones, fail
+    /// the new number's checksums, so neither the replay nor the open at
+    /// start takes them for frames.
+    #[test]
+    fn an_emptied_segment_is_reused_and_its_old_frames_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 4096;
+        let segs = Segments::open_sized(dir.path(), HashMap::new(), max, 1).unwrap();
+        let old: Vec<BodyRef> = (0..4).map(|n| segs.append(&[(id(n), &[b'o'; 1000])]).unwrap()[0]).collect();
+        assert!(old.iter().all(|r| r.segment == 1));
+        let kept = segs.append(&[(id(10), b"in segment 2")]).unwrap()[0];
+        assert_eq!(kept.segment, 2, "segment 1 is full");
+        old.iter().for_each(|r| segs.release(*r));
+        let doomed = segs.take_doomed();
+        assert_eq!(doomed, vec![1]);
+        segs.delete(doomed);
+        assert!(!dir.path().join(segment_name(1)).exists());
+        assert!(dir.path().join(SPARE).exists(), "kept as the spare");
+        // Segment 2 fills up; segment 3 is the spare, renamed.
+        segs.append(&[(id(11), &[b'x'; 4096])]).unwrap();
+        let newest = id(12);
+        let new = segs.append(&[(newest, b"new")]).unwrap()[0];
+        assert_eq!((new.segment, new.offset), (3, 0));
+        assert!(!dir.path().join(SPARE).exists());
+        assert!(std::fs::metadata(dir.path().join(segment_name(3))).unwrap().len() >= max, "the old file, old frames after the new one");
+        assert_eq!(segs.read(new).unwrap(), b"new");
+        assert_eq!(segs.read(kept).unwrap(), b"in segment 2");
+        // Only the new frame is read back: by the replay, and by the open
+        // at start, which cuts the old ones off and appends after it.
+        let found: Vec<(u64, Option<MessageId>)> = frames_from(dir.path(), Position { segment: 3, offset: 0 }, 1).unwrap().into_iter().map(|(n, f)| (n, f.id)).collect();
+        assert_eq!(found, vec![(3, Some(newest))]);
+        drop(segs);
+        let segs = Segments::open_sized(dir.path(), HashMap::from([(2, 2), (3, 1)]), max, 1).unwrap();
+        let after = segs.append(&[(id(13), b"after")]).unwrap()[0];
+        assert_eq!((after.segment, after.offset), (3, new.offset + (HEADER + 3) as u64));
+        assert_eq!(segs.read(new).unwrap(), b"new");
+        assert_eq!(segs.read(after).unwrap(), b"after");
+    }
+
+    /// Segments written before salting began (format 4) are read with
+    /// plain checksums; a new segment is started for salted ones.
+    #[test]
+    fn segments_from_before_salting_are_read_and_appended_after() {
+        let dir = tempfile::tempdir().unwrap();
+        // Segment 1 as format 4 wrote it.
+        let (first, second) = (id(1), id(2));
+        let mut plain = header(&first, b"unsalted", 0).to_vec();
+        plain.extend_from_slice(b"unsalted");
+        std::fs::write(dir.path().join(segment_name(1)), &plain).unwrap();
+        let old = BodyRef { segment: 1, offset: 0, len: 8 };
+        let segs = Segments::open_sized(dir.path(), HashMap::from([(1, 1)]), SEGMENT_MAX, 2).unwrap();
+        assert_eq!(std::fs::metadata(dir.path().join(segment_name(1))).unwrap().len(), plain.len() as u64, "not taken for a torn tail");
+        assert_eq!(segs.read(old).unwrap(), b"unsalted");
+        let new = segs.append(&[(second, b"salted")]).unwrap()[0];
+        assert_eq!(new.segment, 2, "a new segment for salted frames");
+        assert_eq!(segs.read(new).unwrap(), b"salted");
+        let found = |salted_from| frames_from(dir.path(), Position::default(), salted_from).unwrap().into_iter().map(|(n, f)| (n, f.id)).collect::<Vec<_>>();
+        assert_eq!(found(2), vec![(1, Some(first)), (2, Some(second))]);
+        assert_eq!(found(1), vec![(2, Some(second))], "plain frames fail a salted check");
+        assert_eq!(found(u64::MAX), vec![(1, Some(first))], "salted frames fail a plain check");
     }
 }
