@@ -63,8 +63,9 @@ impl Intake {
             .spool_sending(&claimed, body, events, move |applied| match applied {
                 Ok(()) => drop(runtime.spawn(first_round(round_core, dispatcher, round_record, round_body))),
                 Err(e) => {
-                    // On disk in its record frame: the next start brings it back.
-                    tracing::error!(msg_id = %id, error = %e, "a new message was not written; it is sent after the next start");
+                    // Not written: the session hears of it too, and the
+                    // client is told to try again.
+                    tracing::warn!(msg_id = %id, error = %e, "a new message was not written");
                     round_core.release(&id);
                 }
             })

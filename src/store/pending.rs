@@ -168,12 +168,18 @@ mod tests {
         Store::open(dir, 8).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_message_sent_at_once_reads_as_queued_and_reaches_sled_only_retired() {
+    /// A new store holding message `n`, sent on at once.
+    async fn holding(n: i64) -> (tempfile::TempDir, Store, MessageRecord) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8).unwrap();
-        let r = record(1);
+        let r = record(n);
         spool_sending(&store, &r).await;
+        (dir, store, r)
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_at_once_reads_as_queued_and_reaches_sled_only_retired() {
+        let (_dir, store, r) = holding(1).await;
         assert_eq!(store.message(&r.id).unwrap().as_ref(), Some(&r));
         assert_eq!(store.find(&r.id).unwrap().as_ref(), Some(&r));
         assert_eq!(store.body(&r.id).unwrap().as_deref(), Some(&b"body"[..]));
@@ -199,10 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_write_to_a_held_message_settles_it_into_sled() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8).unwrap();
-        let r = record(2);
-        spool_sending(&store, &r).await;
+        let (_dir, store, r) = holding(2).await;
         let mut deferred = r.clone();
         deferred.due_ms = r.due_ms + 60_000;
         store.update_with(&deferred, Some(r.due_ms), vec![r.event(EventKind::Deferred, 1_700_000_000_100)]).unwrap();
@@ -220,10 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_held_too_long_is_settled_by_the_committer() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8).unwrap();
-        let r = record(3);
-        spool_sending(&store, &r).await;
+        let (_dir, store, r) = holding(3).await;
         tokio::time::sleep(SETTLE_AFTER + Duration::from_millis(300)).await;
         assert!(store.held().is_empty());
         assert_eq!(in_sled(&store, &r.id), (true, true));
