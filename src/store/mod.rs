@@ -34,6 +34,7 @@
 pub mod commit;
 mod compact;
 mod crc32c;
+mod frames;
 pub mod disk;
 pub mod events;
 mod migrate;
