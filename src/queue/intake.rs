@@ -60,13 +60,11 @@ impl Intake {
         let (round_record, round_body) = (claimed.clone(), body.clone());
         let spooled = core
             .store
-            .spool_sending(&claimed, body, events, move |applied| match applied {
-                Ok(()) => drop(runtime.spawn(first_round(round_core, dispatcher, round_record, round_body))),
-                Err(e) => {
-                    // Not written: the session hears of it too, and the
-                    // client is told to try again.
-                    tracing::warn!(msg_id = %id, error = %e, "a new message was not written");
-                    round_core.release(&id);
+            .spool_sending(&claimed, body, events, move |written| {
+                // Not written: the writer hears of it below, and the
+                // client is told to try again.
+                if written.is_ok() {
+                    runtime.spawn(first_round(round_core, dispatcher, round_record, round_body));
                 }
             })
             .await;

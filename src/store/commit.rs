@@ -222,8 +222,7 @@ impl Round<'_> {
         let mut taken = Vec::new();
         for id in Pending::overdue(&held, now) {
             if let Some(h) = held.remove(&id) {
-                events.extend(h.events.iter().cloned());
-                super::enqueue(&mut batch, &id, h.record(), h.due_ms, &h.body);
+                h.settle(&mut batch, &id, &mut events);
                 taken.push((id, h));
             }
         }

@@ -245,9 +245,10 @@ impl Store {
         let mut all = Vec::new();
         for id in ids {
             if let Some(h) = held.remove(id) {
-                all.extend(h.events.iter().cloned());
-                if !retiring {
-                    enqueue(&mut batch, id, h.record(), h.due_ms, &h.body);
+                if retiring {
+                    all.extend(h.events.iter().cloned());
+                } else {
+                    h.settle(&mut batch, id, &mut all);
                 }
                 taken.push((*id, h));
             }

@@ -59,10 +59,11 @@ impl Held {
     }
 
     /// Adds to `batch` what queues it in sled (record, due key, body
-    /// location), and returns its acceptance events.
-    pub fn settle(self, batch: &mut sled::Batch, id: &MessageId) -> Vec<Event> {
+    /// location) and to `events` its acceptance events. It stays as it is
+    /// (the caller puts it back should the batch fail).
+    pub fn settle(&self, batch: &mut sled::Batch, id: &MessageId, events: &mut Vec<Event>) {
         super::enqueue(batch, id, self.record(), self.due_ms, &self.body);
-        self.events
+        events.extend(self.events.iter().cloned());
     }
 }
 
