@@ -200,6 +200,9 @@ impl Round<'_> {
             }
         };
         let now = Instant::now();
+        // Until the places retirements leave are released (and before
+        // `held`: the lock order).
+        let locations = self.segments.locations();
         // Held until the batch is applied (see `super::pending`).
         let mut held = self.pending.lock();
         let mut batch = sled::Batch::default();
@@ -258,6 +261,7 @@ impl Round<'_> {
         }
         if queued == 0 && !moved && taken.is_empty() && done.is_empty() {
             drop(held);
+            drop(locations);
             unreadable.into_iter().for_each(|(then, e)| then(Err(e)));
             self.unapplied.done(thens.len());
             thens.into_iter().for_each(|(_, then)| then(Ok(())));
@@ -282,6 +286,7 @@ impl Round<'_> {
             }
         }
         drop(held);
+        drop(locations);
         unreadable.into_iter().for_each(|(then, e)| then(Err(e)));
         self.unapplied.done(thens.len());
         for then in done {

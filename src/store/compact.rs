@@ -48,6 +48,9 @@ impl Store {
             for group in survivors.chunks(GROUP) {
                 let bodies: Vec<(MessageId, Vec<u8>)> = group.iter().map(|(id, r)| Ok((*id, self.segments.read(*r)?))).collect::<Result<_, StoreError>>()?;
                 let refs = self.segments.append(&bodies.iter().map(|(id, b)| (*id, b.as_slice())).collect::<Vec<_>>())?;
+                // A retirement reads the location and releases what it
+                // read: not between a swap here and its release.
+                let _locations = self.segments.locations();
                 for ((id, old), new) in group.iter().zip(refs) {
                     let swapped = self.spool.compare_and_swap(key(LOCATION, id), Some(&old.encode()[..]), Some(&new.encode()[..]))?;
                     if swapped.is_ok() {
@@ -129,5 +132,59 @@ mod tests {
         };
         assert_eq!(store.body(&records[5].id).unwrap().unwrap(), vec![b'a' + 5; 600]);
         assert_eq!(store.body(&records[1].id).unwrap(), None);
+    }
+
+    /// Copying a body forward, and retiring its message (at once, or by
+    /// the committer), each read the location, change it, then release
+    /// the place left: never two at once, else both could release the
+    /// old place, and its segment go while a body in it is still queued.
+    /// Each waits here while the test holds the lock they take.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copying_forward_and_retiring_wait_for_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let frames = 2 * HEADER + 12 + record(MessageId::MIN).encode().len() + 2 + 600;
+        let store = Store::open_sized(dir.path(), 8, 4 * frames as u64 + 1).unwrap();
+        let mut records = Vec::new();
+        for n in 0..12u8 {
+            let r = record(MessageId::generate(1_700_000_000_000 + n as i64));
+            store.spool(&r, std::sync::Arc::new(vec![b'a' + n; 600]), Vec::new()).await.unwrap();
+            records.push(r);
+        }
+        // Segment 1 keeps messages 0 and 1, segment 2 message 5.
+        for r in records.iter().enumerate().filter(|(i, _)| ![0usize, 1, 5].contains(i) && *i < 10).map(|(_, r)| r) {
+            store.retire(r).unwrap();
+        }
+        store.durable().await.unwrap();
+        let location = |id: &MessageId| store.spool.get(key(LOCATION, id)).unwrap().map(|v| v.to_vec());
+        let before = location(&records[5].id);
+        let pause = std::time::Duration::from_millis(200);
+
+        let held = store.segments.locations();
+        let copier = std::thread::spawn({
+            let store = store.clone();
+            move || store.compact().unwrap()
+        });
+        let (r0, r1) = (records[0].clone(), records[1].clone());
+        let retirer = std::thread::spawn({
+            let store = store.clone();
+            move || store.retire(&r0).unwrap()
+        });
+        let (tx, mut retired) = tokio::sync::oneshot::channel();
+        store.retire_soon(&r1, Vec::new(), move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        std::thread::sleep(pause);
+        assert_eq!(location(&records[5].id), before, "copied forward while the lock was held");
+        assert!(location(&records[0].id).is_some() && location(&records[1].id).is_some(), "retired while the lock was held");
+        assert!(retired.try_recv().is_err(), "the committer's retirement ran while the lock was held");
+        drop(held);
+
+        copier.join().unwrap();
+        retirer.join().unwrap();
+        assert_eq!(retired.await, Ok(true));
+        store.durable().await.unwrap();
+        assert_ne!(location(&records[5].id), before, "message 5 copied forward");
+        assert_eq!((location(&records[0].id), location(&records[1].id)), (None, None));
+        assert_eq!(store.body(&records[5].id).unwrap().unwrap(), vec![b'a' + 5; 600]);
     }
 }

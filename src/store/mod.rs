@@ -467,7 +467,14 @@ impl Store {
     /// the body's space is released once that is applied.
     fn remove_in(&self, retired: Option<(Vec<u8>, i64)>, record: &MessageRecord, events: Vec<crate::events::Event>) -> Result<(), StoreError> {
         let id = record.id;
-        let location = self.location(&id)?;
+        // The callers waited for the committer already: it may need this
+        // lock to finish its round.
+        let _locations = self.segments.locations();
+        let held = self.pending.lock().get(&id).map(|h| h.body);
+        let location = match held {
+            Some(r) => Some(r),
+            None => read_location(&self.spool, &id)?,
+        };
         self.apply_settling(&[id], true, events, |batch| {
             if let Some((encoded, finished_ms)) = retired {
                 keep_retired(batch, &id, encoded, finished_ms);

@@ -172,6 +172,9 @@ pub struct Segments {
     state: Mutex<State>,
     /// Held through each append (the committer's, and copying forward).
     writer: Mutex<()>,
+    /// Held by whoever reads a body's location key, changes it and then
+    /// releases the place it leaves (see [`Segments::locations`]).
+    locations: Mutex<()>,
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -220,7 +223,7 @@ impl Segments {
         }
         sync_dir(dir)?;
         let state = State { active, file: Arc::new(file), end, live, readers: HashMap::new(), doomed: Vec::new() };
-        let segments = Self { dir: dir.to_path_buf(), max, salted_from, state: Mutex::new(state), writer: Mutex::new(()) };
+        let segments = Self { dir: dir.to_path_buf(), max, salted_from, state: Mutex::new(state), writer: Mutex::new(()), locations: Mutex::new(()) };
         if active < salted_from {
             segments.rotate(&mut segments.state(), salted_from)?;
         }
@@ -318,6 +321,16 @@ impl Segments {
             s.doomed.push(old);
         }
         Ok(())
+    }
+
+    /// To hold from reading a body's location key, through the batch that
+    /// removes or moves it, to releasing the place it leaves: a message
+    /// retired while compaction copies its body forward would otherwise
+    /// release its old place twice (once for each), and the segment could
+    /// be deleted under a body still queued in it. Taken before the
+    /// pending map's lock, never after.
+    pub fn locations(&self) -> MutexGuard<'_, ()> {
+        self.locations.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One body no longer queued (its location key was removed).
