@@ -389,6 +389,11 @@ impl Store {
     /// Where a queued message's body is.
     fn location(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
         self.committer.settled();
+        self.location_now(id)
+    }
+
+    /// [`Store::location`], without waiting for the committer first.
+    fn location_now(&self, id: &MessageId) -> Result<Option<segments::BodyRef>, StoreError> {
         if let Some(h) = self.pending.lock().get(id) {
             return Ok(Some(h.body));
         }
@@ -470,11 +475,7 @@ impl Store {
         // The callers waited for the committer already: it may need this
         // lock to finish its round.
         let _locations = self.segments.locations();
-        let held = self.pending.lock().get(&id).map(|h| h.body);
-        let location = match held {
-            Some(r) => Some(r),
-            None => read_location(&self.spool, &id)?,
-        };
+        let location = self.location_now(&id)?;
         self.apply_settling(&[id], true, events, |batch| {
             if let Some((encoded, finished_ms)) = retired {
                 keep_retired(batch, &id, encoded, finished_ms);
