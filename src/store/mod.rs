@@ -328,7 +328,7 @@ impl Store {
     }
 
     /// [`Store::retire_with`], applied by the committer with its next
-    /// round, a few milliseconds from now at most ([`commit::LINGER`]),
+    /// round, a few milliseconds from now at most ([`commit::RETIRE_EVERY`]),
     /// in that round's batch; `then` runs (on the commit thread, so it
     /// must not block) once it is applied, or failed. Until then the
     /// message reads as queued: the caller keeps it out of the
