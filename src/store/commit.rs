@@ -548,17 +548,6 @@ mod tests {
         }
     }
 
-    /// The store in `dir`, once the one before has let go of it.
-    async fn reopen(dir: &std::path::Path) -> Store {
-        for _ in 0..50 {
-            if let Ok(s) = Store::open(dir, 8) {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        Store::open(dir, 8).unwrap()
-    }
-
     /// Retirements gather for one batch, but whoever asks for durability
     /// after handing them over finds them applied and on disk: at the
     /// next start they are retired, not queued.
@@ -595,7 +584,7 @@ mod tests {
             }
             records.iter().map(|r| r.id).collect()
         };
-        let store = reopen(dir.path()).await;
+        let store = crate::store::reopened(|| Store::open(dir.path(), 8)).await;
         for id in &ids {
             assert!(store.message(id).unwrap().is_none(), "{id} is not queued again after a restart");
             assert!(store.find(id).unwrap().is_some_and(|r| r.finished_ms.is_some()), "{id} is kept as retired");

@@ -539,3 +539,16 @@ fn decode_due(k: &[u8]) -> Result<(i64, MessageId), StoreError> {
     let id = std::str::from_utf8(&k[10..]).ok().and_then(MessageId::parse).ok_or_else(corrupt)?;
     Ok((due, id))
 }
+
+/// A store opened with `open` once the previous handle's commit thread has
+/// let go of the database (for tests that restart one).
+#[cfg(test)]
+pub(crate) async fn reopened(open: impl Fn() -> Result<Store, StoreError>) -> Store {
+    for _ in 0..50 {
+        if let Ok(s) = open() {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    open().unwrap()
+}

@@ -160,13 +160,7 @@ mod tests {
     }
 
     async fn reopen(dir: &std::path::Path) -> Store {
-        for _ in 0..50 {
-            if let Ok(s) = Store::open(dir, 8) {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Store::open(dir, 8).unwrap()
+        crate::store::reopened(|| Store::open(dir, 8)).await
     }
 
     /// A new store holding message `n`, sent on at once.

@@ -102,13 +102,7 @@ mod tests {
     /// Opens the store in `dir`, waiting for the previous handle's commit
     /// thread to let go of the database.
     async fn reopen(dir: &Path) -> Store {
-        for _ in 0..50 {
-            if let Ok(s) = Store::open_with(dir, 8, outboxes()) {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        Store::open_with(dir, 8, outboxes()).unwrap()
+        crate::store::reopened(|| Store::open_with(dir, 8, outboxes())).await
     }
 
     /// One webhook that wants every message event.
