@@ -30,9 +30,9 @@
 //! It never sleeps while anyone waits: whoever arrives while a round runs
 //! is served by the next one, so one session pays one round and fifty
 //! share one (the way PostgreSQL's WAL writer and RocksDB's write groups
-//! batch). A write nobody waits for (a delivery outcome, [`Committer::soon`],
-//! a retirement) lingers up to [`LINGER`] for a writer that does, and rides
-//! on its round.
+//! batch). A flush nobody waits for (after a delivery outcome,
+//! [`Committer::soon`]) lingers up to [`LINGER`] for a writer that does,
+//! and rides on its round; retirements gather for [`RETIRE_EVERY`].
 
 use super::StoreError;
 use super::events::EventLog;
@@ -386,9 +386,10 @@ impl Committer {
                         },
                     };
                     let mut requests: Vec<Request> = first.into_iter().chain(rx.try_iter()).collect();
-                    // Writes nobody waits for wait, until the flush is due,
-                    // for one somebody does, to share its batch.
-                    if !requests.is_empty() && requests.iter().all(|r| matches!(r, Request::Soon | Request::Retire(_))) {
+                    // A flush nobody waits for waits, until it is due, for
+                    // one somebody does, to share it. (Retirements gather
+                    // on their own: `RETIRE_EVERY`.)
+                    if !requests.is_empty() && requests.iter().all(|r| matches!(r, Request::Soon)) {
                         let until = deadline.unwrap_or_else(|| Instant::now() + LINGER);
                         if let Ok(next) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                             requests.push(next);

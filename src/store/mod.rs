@@ -327,9 +327,9 @@ impl Store {
         self.remove_in(Some(retired), record, events)
     }
 
-    /// [`Store::retire_with`], applied by the committer with its next
-    /// round, a few milliseconds from now at most ([`commit::RETIRE_EVERY`]),
-    /// in that round's batch; `then` runs (on the commit thread, so it
+    /// [`Store::retire_with`], applied by the committer in its next batch
+    /// of finished messages, within [`commit::RETIRE_EVERY`] (at once for a
+    /// [`Store::durable`] asked after it); `then` runs (on the commit thread, so it
     /// must not block) once it is applied, or failed. Until then the
     /// message reads as queued: the caller keeps it out of the
     /// scheduler's reach until `then`.
