@@ -5,7 +5,6 @@ use crate::clock::SharedClock;
 use crate::config::{Config, ListenerTls};
 use crate::delivery::{Dispatcher, Settings};
 use crate::queue::Preparer;
-use crate::dkim::KeyStore;
 use crate::dns::Dns;
 use crate::domains::{Domains, RelayIdentity, ZoneSettings};
 use crate::queue::QueueCore;
@@ -68,7 +67,6 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let dns = Dns::from_config(&config.dns)?;
-    let keys = KeyStore::open(store.db()).map_err(|e| format!("`server.data_dir`: {e}"))?;
     let domains = Domains::open(store.db(), dns.clone(), clock.clone(), &config.domains)
         .map_err(|e| format!("`server.data_dir`: {e}"))?
         .with_events(store.clone())
@@ -81,6 +79,8 @@ pub async fn start(config: &Config, clock: SharedClock) -> Result<Running, Strin
             }),
             embedded: config.dns_server.enabled(),
         });
+    // The registry's key store: one per database (it keeps keys in memory).
+    let keys = domains.registry().keys().clone();
     let selector_source = domains.clone();
     let preparer = Preparer::new(config.server.hostname.clone(), config.identity.clone(), dns.clone(), keys, clock.clone())
         .with_relay_selector(Box::new(move || selector_source.relay_selector()));

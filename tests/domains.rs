@@ -507,3 +507,62 @@ async fn verify_unknown_domain_is_not_found() {
     let err = env.domains.verify_now("nobody.nl").await.unwrap_err();
     assert!(err.to_string().contains("`nobody.nl` is not a registered domain"), "{err}");
 }
+
+/// The registry answers the message path from memory: every write made
+/// through any clone shows in every clone at once, and what memory holds
+/// is what the tree holds (a registry opened afresh loads it from sled),
+/// even when writers race on one record.
+#[tokio::test]
+async fn reads_from_memory_follow_every_write() {
+    let env = Env::new().await;
+    let registry = env.domains.registry().clone();
+    let other = env.domains.registry().clone();
+    let reopened = || {
+        let config = DomainsConfig { zone: ZONE.into(), inbound_host: "mx.relay.test".into(), ..Default::default() };
+        let dns = Dns::from_config(&env.server.config()).unwrap();
+        Domains::open(env._store.db(), dns, env.clock.clone(), &config).unwrap()
+    };
+
+    let added = registry.add("Shop.Example.nl", None, None).unwrap();
+    assert_eq!(other.get("shop.example.nl.").unwrap(), Some(added.clone()), "added through one clone, read through another");
+    assert!(other.covering("billing.shop.example.nl").unwrap().is_none(), "pending: not signing yet");
+
+    // Four writers race on one record; memory ends as the tree is.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let r = registry.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    r.update("shop.example.nl", |rec| rec.next_check_ms = w * 1000 + i).unwrap();
+                }
+            })
+        })
+        .collect();
+    writers.into_iter().for_each(|t| t.join().unwrap());
+    let in_memory = other.get("shop.example.nl").unwrap().unwrap();
+    assert_eq!(Some(in_memory.clone()), reopened().registry().get("shop.example.nl").unwrap());
+    assert_eq!(in_memory.next_check_ms % 1000, 49, "some writer's last write: {}", in_memory.next_check_ms);
+
+    // Verified: `covering` (the per-message lookup) sees it at once.
+    let now = env.now_ms();
+    registry
+        .update("shop.example.nl", |rec| {
+            rec.state = DomainState::Verified;
+            rec.state_since_ms = now;
+        })
+        .unwrap();
+    let (covering, selector) = other.covering("billing.shop.example.nl").unwrap().unwrap();
+    assert_eq!((covering.domain.as_str(), selector), ("shop.example.nl", added.active_selector()));
+
+    // The relay's key phases, the same way.
+    let before = other.relay_keys().unwrap().active();
+    registry.update_relay_keys(|k| k.phases = vec![herald::domains::KeyPhase::Retiring { until_ms: now }, herald::domains::KeyPhase::Active]).unwrap();
+    assert_eq!((before, other.relay_keys().unwrap().active()), (0, 1));
+    assert_eq!(reopened().registry().relay_keys().unwrap().active(), 1);
+
+    // Removed: gone from memory, from the tree and from `covering`.
+    registry.remove("shop.example.nl").unwrap().unwrap();
+    assert!(other.get("shop.example.nl").unwrap().is_none());
+    assert!(other.covering("billing.shop.example.nl").unwrap().is_none());
+    assert!(reopened().registry().get("shop.example.nl").unwrap().is_none());
+}

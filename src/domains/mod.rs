@@ -7,6 +7,8 @@
 //! - [`input`]: what may be registered, with errors a person can act on.
 //! - [`registry`]: the stored domains (sled tree `domains`), tenant ids,
 //!   DKIM keys, and [`Registry::covering`] for the per-message policy.
+//! - [`mirror`]: the registry's copy in memory of what the message path
+//!   reads (records, relay key phases), so no message waits for sled.
 //! - [`verify`]: DNS checks of the three records (read-only).
 //! - [`state`]: the state machine and check schedule, pure.
 //! - [`rotation`]: DKIM key rotation between the two selectors, pure.
@@ -18,6 +20,7 @@
 
 pub mod recheck;
 pub mod input;
+mod mirror;
 pub mod names;
 pub mod registry;
 pub mod relay_key;

@@ -11,6 +11,7 @@
 //! someone else's keys.
 
 use super::input::{self, AddError};
+use super::mirror::{self, Mirror};
 use super::rotation::{self, Advanced, Keys, RotateError};
 use super::names::{self, CustomerRecord};
 use super::state::{self, DomainState, Timing, Transition};
@@ -104,7 +105,7 @@ impl DomainRecord {
         serde_json::to_vec(self).expect("a domain record always serialises")
     }
 
-    fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
+    pub(super) fn decode(key: &[u8], bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
             reason,
@@ -124,6 +125,8 @@ impl DomainRecord {
 #[derive(Clone)]
 pub struct Registry {
     tree: sled::Tree,
+    /// What the message path reads, in memory; changed with every write.
+    mirror: Arc<Mirror>,
     keys: KeyStore,
     clock: SharedClock,
     config: Arc<DomainsConfig>,
@@ -165,8 +168,10 @@ impl Registry {
     /// Opens the `domains` tree. `config` gives the operator zone, the
     /// default prefixes and the timing.
     pub fn open(db: &sled::Db, keys: KeyStore, clock: SharedClock, config: &DomainsConfig) -> Result<Self, StoreError> {
+        let tree = db.open_tree("domains")?;
         Ok(Self {
-            tree: db.open_tree("domains")?,
+            mirror: Arc::new(Mirror::load(&tree, RELAY_KEYS)?),
+            tree,
             keys,
             clock,
             config: Arc::new(config.clone()),
@@ -210,29 +215,18 @@ impl Registry {
     /// The key phases of the relay's own two selectors (see
     /// [`super::relay_key`]); the default before any rotation.
     pub fn relay_keys(&self) -> Result<Keys, StoreError> {
-        match self.tree.get(RELAY_KEYS)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                key: "relay_keys".into(),
-                reason: e.to_string(),
-            }),
-            None => Ok(Keys::default()),
-        }
+        self.mirror.relay_keys()
     }
 
     /// Changes the relay's key phases with `change` (compare-and-swap).
     pub fn update_relay_keys(&self, mut change: impl FnMut(&mut Keys)) -> Result<Keys, StoreError> {
         loop {
             let old = self.tree.get(RELAY_KEYS)?;
-            let mut keys: Keys = match &old {
-                Some(bytes) => serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-                    key: "relay_keys".into(),
-                    reason: e.to_string(),
-                })?,
-                None => Keys::default(),
-            };
+            let mut keys = mirror::read_keys(old.as_deref())?;
             change(&mut keys);
             let bytes = serde_json::to_vec(&keys).expect("key phases always serialise");
             if self.tree.compare_and_swap(RELAY_KEYS, old, Some(bytes))?.is_ok() {
+                self.mirror.refresh_relay_keys(&self.tree, RELAY_KEYS);
                 self.changed();
                 return Ok(keys);
             }
@@ -317,6 +311,7 @@ impl Registry {
         });
         match result {
             Ok(()) => {
+                self.mirror.refresh(&self.tree, &dkey);
                 self.changed();
                 tracing::info!(domain = %record.domain, tenant = record.tenant, return_path = %record.return_path_host(), "domain added (pending)");
                 Ok(record)
@@ -336,9 +331,9 @@ impl Registry {
     }
 
     /// The record of `domain` (any case, trailing dot allowed).
+    /// Read from memory ([`super::mirror`]): it is on the message path.
     pub fn get(&self, domain: &str) -> Result<Option<DomainRecord>, StoreError> {
-        let key = domain_key(&lookup_name(domain));
-        self.tree.get(&key)?.map(|bytes| DomainRecord::decode(&key, &bytes)).transpose()
+        self.mirror.record(&domain_key(&lookup_name(domain)))
     }
 
     /// The domain of tenant `t<tenant>`.
@@ -373,6 +368,7 @@ impl Registry {
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
         if let Some(r) = &removed {
+            self.mirror.refresh(&self.tree, &key);
             for selector in r.selectors() {
                 self.keys.remove(&r.domain, &selector)?;
             }
@@ -392,6 +388,7 @@ impl Registry {
             let mut record = DomainRecord::decode(&key, &old)?;
             change(&mut record);
             if self.tree.compare_and_swap(&key, Some(&old), Some(record.encode()))?.is_ok() {
+                self.mirror.refresh(&self.tree, &key);
                 self.changed();
                 return Ok(Some(record));
             }
