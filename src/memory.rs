@@ -1,8 +1,11 @@
 //! Giving freed memory back to the operating system.
 //!
-//! Bursts (fifty sessions submitting at once, a delivery backlog) leave
-//! glibc's per-thread arenas holding freed pages; without a trim the
-//! resident size stays at the high-water mark long after the burst.
+//! The `herald` binary allocates with mimalloc, which gives freed pages
+//! back itself (`src/main.rs`). What still allocates with glibc's malloc
+//! (the C libraries, and the library's users: tests) is trimmed here:
+//! bursts leave glibc's per-thread arenas holding freed pages, and
+//! without a trim the resident size stays at the high-water mark long
+//! after the burst.
 
 /// Returns free heap memory to the OS where the allocator supports it.
 pub fn trim() {

@@ -93,8 +93,10 @@ fn work(rx: &crossbeam_channel::Receiver<Job>, held: &AtomicUsize) {
             if next.is_none() {
                 held.fetch_sub(memory.capacity() * size_of::<Block>(), Ordering::AcqRel);
                 memory = Vec::new();
-                // glibc raises its mmap threshold past a freed mapping this
-                // size, so the next buffer comes from the heap: give it back.
+                // Under glibc's malloc (the library's users; the binary uses
+                // mimalloc) the mmap threshold rises past a freed mapping
+                // this size, so the next buffer comes from the heap: give
+                // it back.
                 crate::memory::trim();
             }
             // Answered once the buffer is accounted for.
