@@ -372,3 +372,45 @@ async fn quoted_local_parts_and_address_literals() {
     let r = c.command("RCPT TO:<b@[192.0.2.1]>").await.unwrap();
     assert_eq!((r.code, r.status()), (550, Some("5.1.2")), "{r:?}");
 }
+
+/// `limits.max_concurrent_data`: with one slot, a second session's DATA is
+/// answered `354` only once the first message has its `250`; and a
+/// message that stalls keeps its slot only for the lease (1 s), not until
+/// `data_timeout_secs`, so it cannot hold the door shut for the others.
+#[tokio::test]
+async fn data_waits_for_a_slot_and_a_stalled_message_gives_its_slot_up() {
+    use std::time::{Duration, Instant};
+    let relay = TestRelay::start_with(|c| c.limits.max_concurrent_data = 1).await;
+    let mut a = relay.authed().await;
+    let mut b = relay.authed().await;
+    let open = async |c: &mut Client, subject: &str| {
+        assert_eq!(c.command("MAIL FROM:<invoice@customer.example>").await.unwrap().code, 250);
+        assert_eq!(c.command("RCPT TO:<payer@example.net>").await.unwrap().code, 250, "{subject}");
+    };
+    let body = |subject: &str| herald::bench::client::dot_stuff(&message("invoice@customer.example", subject));
+
+    open(&mut a, "a1").await;
+    open(&mut b, "b1").await;
+    assert_eq!(a.command("DATA").await.unwrap().code, 354);
+    b.send_raw(b"DATA\r\n").await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), b.read_reply()).await;
+    assert!(early.is_err(), "the only slot is taken: no 354 yet, got {early:?}");
+    a.send_raw(&body("a1")).await.unwrap();
+    queued_id(&a.read_reply().await.unwrap());
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), b.read_reply()).await.unwrap().unwrap().code, 354, "the slot came free with a's 250");
+
+    // b now holds the slot and sends nothing.
+    open(&mut a, "a2").await;
+    let asked = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(10), a.command("DATA")).await.expect("a stalled message holds its slot no longer than its lease").unwrap();
+    let waited = asked.elapsed();
+    assert_eq!(r.code, 354);
+    assert!(waited >= Duration::from_millis(900), "a waited for the lease to end: {waited:?}");
+    // Both messages still arrive whole.
+    a.send_raw(&body("a2")).await.unwrap();
+    b.send_raw(&body("b1")).await.unwrap();
+    let (ra, rb) = (a.read_reply().await.unwrap(), b.read_reply().await.unwrap());
+    for id in [queued_id(&ra), queued_id(&rb)] {
+        assert!(relay.running().store.body(&id).unwrap().is_some(), "{id} stored");
+    }
+}

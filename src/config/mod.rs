@@ -219,6 +219,10 @@ pub struct LimitsConfig {
     /// A session ends (421 4.4.2) after this many seconds, whatever it does.
     pub max_session_secs: u64,
     pub max_connections: usize,
+    /// Messages received at once on the submission listeners, from the
+    /// `354` to the reply after the body; a session beyond waits for its
+    /// `354`. 0: four per CPU core.
+    pub max_concurrent_data: usize,
     /// Concurrent sessions from one client address (421 4.7.0 beyond).
     pub max_connections_per_ip: usize,
     /// Failed AUTH attempts before the connection is closed.
@@ -260,6 +264,7 @@ impl Default for LimitsConfig {
             data_min_bytes_per_sec: 1024,
             max_session_secs: 3600,
             max_connections: 500,
+            max_concurrent_data: 0,
             max_connections_per_ip: 50,
             max_auth_failures: 3,
             auth_failures_per_ip: 10,

@@ -323,6 +323,7 @@ fn limits(config: &Config, c: &mut Collector) {
             "data_min_bytes_per_sec",
             "max_session_secs",
             "max_connections",
+            "max_concurrent_data",
             "max_connections_per_ip",
             "max_auth_failures",
             "auth_failures_per_ip",
@@ -340,6 +341,7 @@ fn limits(config: &Config, c: &mut Collector) {
     c.range("limits.max_connections", l.max_connections, 1, 100_000, "concurrent sessions");
     c.range("limits.data_min_bytes_per_sec", l.data_min_bytes_per_sec, 1, 1 << 30, "bytes per second a message must at least arrive at");
     c.range("limits.max_session_secs", l.max_session_secs, 1, 7 * 86_400, "seconds a session may last");
+    c.range("limits.max_concurrent_data", l.max_concurrent_data, 0, 100_000, "messages received at once; 0 for four per CPU core");
     c.range("limits.max_connections_per_ip", l.max_connections_per_ip, 1, 100_000, "concurrent sessions from one address");
     c.range("limits.max_auth_failures", l.max_auth_failures, 1, 100, "failed AUTH attempts per connection");
     c.range("limits.auth_failures_per_ip", l.auth_failures_per_ip, 1, 10_000, "failed AUTH attempts per address within `auth_window_secs`");

@@ -14,6 +14,7 @@ mod mail;
 mod passwords;
 mod rcpt;
 mod session;
+pub mod slots;
 pub mod throttle;
 
 // The kit's parts, where other modules found them before the kit.
@@ -53,6 +54,8 @@ pub struct Context {
     pub rules: crate::smtpd::Rules,
     /// AUTH failures per client address, across connections.
     pub throttle: Throttle,
+    /// Messages received at once (`limits.max_concurrent_data`).
+    pub slots: slots::Slots,
 }
 
 impl Context {
@@ -69,6 +72,10 @@ impl Context {
         Self {
             rules: crate::smtpd::Rules::from_limits(&config.server.hostname, &config.limits, counters.clone()),
             throttle: Throttle::from_limits(&config.limits, clock.clone(), counters),
+            slots: slots::Slots::new(
+                slots::Slots::count(config.limits.max_concurrent_data, std::thread::available_parallelism().map_or(1, |n| n.get())),
+                slots::LEASE,
+            ),
             hostname: config.server.hostname.clone(),
             limits: config.limits.clone(),
             users: Users::from_config(&config.users),

@@ -66,6 +66,8 @@ pub type Step = crate::smtpd::Step<auth::Pending>;
 pub struct Session {
     ctx: SharedContext,
     pub state: State,
+    /// Held from the `354` to the reply after the body ([`super::slots`]).
+    slot: Option<super::slots::Slot>,
 }
 
 /// Runs a session on a plain connection, upgrading it on STARTTLS.
@@ -73,7 +75,7 @@ pub async fn run_plain(ctx: SharedContext, stream: tokio::net::TcpStream, peer: 
     let rules = ctx.rules.clone();
     let mut shutdown = ctx.shutdown.clone();
     let mut wire = Wire::new(stream, Instant::now() + rules.lifetime, rules.command);
-    let mut session = Session { state: State::new(&ctx, peer, mode, false), ctx: ctx.clone() };
+    let mut session = Session { state: State::new(&ctx, peer, mode, false), ctx: ctx.clone(), slot: None };
     session.greet(&mut wire);
     match serve(&mut wire, &mut session, &rules, &mut shutdown).await {
         End::StartTls => {
@@ -84,7 +86,7 @@ pub async fn run_plain(ctx: SharedContext, stream: tokio::net::TcpStream, peer: 
                 // RFC 3207 §4.2: after TLS the client starts over with EHLO.
                 Ok(Ok(tls)) => {
                     let mut wire = Wire::new(tls, ends_at, write_timeout);
-                    let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx };
+                    let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx, slot: None };
                     if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {
                         wire.close().await;
                     }
@@ -103,7 +105,7 @@ pub async fn run_tls<S: AsyncRead + AsyncWrite + Unpin>(ctx: SharedContext, stre
     let rules = ctx.rules.clone();
     let mut shutdown = ctx.shutdown.clone();
     let mut wire = Wire::new(stream, ends_at, rules.command);
-    let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx };
+    let mut session = Session { state: State::new(&ctx, peer, mode, true), ctx, slot: None };
     session.greet(&mut wire);
     if let End::Closed = serve(&mut wire, &mut session, &rules, &mut shutdown).await {
         wire.close().await;
@@ -114,7 +116,13 @@ impl Verbs for Session {
     type Pending = auth::Pending;
 
     async fn command(&mut self, request: Request<Cow<'_, str>>) -> Step {
-        self.dispatch(request).await
+        // Whatever became of the last message, its slot is free now.
+        self.slot = None;
+        let step = self.dispatch(request).await;
+        if let Step::Data(_) = &step {
+            self.slot = Some(self.ctx.slots.take().await);
+        }
+        step
     }
 
     async fn respond(&mut self, pending: auth::Pending, line: &[u8]) -> Step {
@@ -122,7 +130,9 @@ impl Verbs for Session {
     }
 
     async fn message(&mut self, body: &mut Vec<u8>) -> Step {
-        Step::Reply(data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await)
+        let reply = data::finish(&mut self.state, &self.ctx, std::mem::take(body)).await;
+        self.slot = None;
+        Step::Reply(reply)
     }
 
     fn too_big(&mut self) -> Reply {
