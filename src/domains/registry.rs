@@ -166,7 +166,9 @@ fn lookup_name(name: &str) -> String {
 
 impl Registry {
     /// Opens the `domains` tree. `config` gives the operator zone, the
-    /// default prefixes and the timing.
+    /// default prefixes and the timing. Open it once per database and
+    /// clone it: the copy in memory ([`super::mirror`]) follows the writes
+    /// made through this registry and its clones only.
     pub fn open(db: &sled::Db, keys: KeyStore, clock: SharedClock, config: &DomainsConfig) -> Result<Self, StoreError> {
         let tree = db.open_tree("domains")?;
         Ok(Self {

@@ -62,8 +62,8 @@ impl Slots {
         Slot { permit, lease }
     }
 
-    /// Slots free now.
-    pub fn free(&self) -> usize {
+    #[cfg(test)]
+    fn free(&self) -> usize {
         self.free.available_permits()
     }
 }
