@@ -187,6 +187,10 @@ async fn queued_message_summary_retry_and_drop() {
     for (reason, n) in [("auth_failure", 1), ("control_bytes", 1), ("auth_lockout", 0), ("max_connections_per_ip", 0), ("command_timeout", 0)] {
         assert!(metrics.contains(&format!("herald_smtp_refusals_total{{reason=\"{reason}\"}} {n}\n")), "{reason}: {metrics}");
     }
+    // Nobody waited for a receiving slot (`limits.max_concurrent_data`).
+    for series in ["herald_smtp_data_waits_total 0\n", "herald_smtp_data_leases_lapsed_total 0\n"] {
+        assert!(metrics.contains(series), "{series}: {metrics}");
+    }
     assert!(metrics.contains("\nherald_queue_messages 1\n"), "{metrics}");
     assert!(metrics.contains("herald_queue_recipients{status=\"deferred\"} 2\n"), "{metrics}");
 

@@ -124,6 +124,19 @@ pub(super) async fn metrics(State(s): State<Arc<AdminState>>) -> Result<impl Int
         "Clients refused or cut off by the SMTP listeners since start, by reason.",
         &refusals,
     );
+    let (waits, lapsed) = s.refusals.data_slots();
+    counter(
+        &mut out,
+        "herald_smtp_data_waits_total",
+        "Sessions that waited for a receiving slot (`limits.max_concurrent_data`) before their 354, since start.",
+        &[(String::new(), waits as i64)],
+    );
+    counter(
+        &mut out,
+        "herald_smtp_data_leases_lapsed_total",
+        "Messages that took longer than the 1 s lease to arrive and gave their receiving slot to the next session, since start.",
+        &[(String::new(), lapsed as i64)],
+    );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out))
 }
 

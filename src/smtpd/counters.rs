@@ -1,4 +1,5 @@
-//! Counts of what the SMTP servers refused, by reason, for `/metrics`.
+//! Counts of what the SMTP servers refused, by reason, and of the waits
+//! for a receiving slot, for `/metrics`.
 //! Plain atomics behind an `Arc`, handed to each listener by the
 //! composition root: no global registry.
 
@@ -52,10 +53,15 @@ impl Refusal {
     }
 }
 
-/// One counter per [`Refusal`].
+/// One counter per [`Refusal`], and the waits for a receiving slot
+/// (`limits.max_concurrent_data`, [`crate::submission::slots`]).
 #[derive(Debug, Default)]
 pub struct Counters {
     counts: [AtomicU64; 8],
+    /// Sessions that waited for a slot before their `354`.
+    data_waits: AtomicU64,
+    /// Messages that kept their slot past its lease and gave it up.
+    data_leases_lapsed: AtomicU64,
 }
 
 impl Counters {
@@ -65,5 +71,18 @@ impl Counters {
 
     pub fn get(&self, why: Refusal) -> u64 {
         self.counts[why as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn data_waited(&self) {
+        self.data_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn data_lease_lapsed(&self) {
+        self.data_leases_lapsed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(waits, lapsed leases)` since start.
+    pub fn data_slots(&self) -> (u64, u64) {
+        (self.data_waits.load(Ordering::Relaxed), self.data_leases_lapsed.load(Ordering::Relaxed))
     }
 }

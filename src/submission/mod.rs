@@ -71,10 +71,11 @@ impl Context {
     ) -> Self {
         Self {
             rules: crate::smtpd::Rules::from_limits(&config.server.hostname, &config.limits, counters.clone()),
-            throttle: Throttle::from_limits(&config.limits, clock.clone(), counters),
+            throttle: Throttle::from_limits(&config.limits, clock.clone(), counters.clone()),
             slots: slots::Slots::new(
                 slots::Slots::count(config.limits.max_concurrent_data, std::thread::available_parallelism().map_or(1, |n| n.get())),
                 slots::LEASE,
+                counters,
             ),
             hostname: config.server.hostname.clone(),
             limits: config.limits.clone(),

@@ -15,6 +15,7 @@
 //! next session and goes on without one, so slow clients cannot hold the
 //! door shut for the others.
 
+use crate::smtpd::Counters;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +29,8 @@ pub const LEASE: Duration = Duration::from_secs(1);
 pub struct Slots {
     free: Arc<Semaphore>,
     lease: Duration,
+    /// Waits and lapsed leases, for `/metrics`.
+    counters: Arc<Counters>,
 }
 
 /// A slot held; given back when dropped, or when its lease ends.
@@ -37,8 +40,8 @@ pub struct Slot {
 }
 
 impl Slots {
-    pub fn new(count: usize, lease: Duration) -> Self {
-        Self { free: Arc::new(Semaphore::new(count.max(1))), lease }
+    pub fn new(count: usize, lease: Duration, counters: Arc<Counters>) -> Self {
+        Self { free: Arc::new(Semaphore::new(count.max(1))), lease, counters }
     }
 
     /// `limits.max_concurrent_data`, with 0 meaning four per CPU core.
@@ -48,13 +51,20 @@ impl Slots {
 
     /// Waits for a free slot (first come, first served).
     pub async fn take(&self) -> Slot {
-        let permit = self.free.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = match self.free.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.counters.data_waited();
+                self.free.clone().acquire_owned().await.expect("the semaphore is never closed")
+            }
+        };
         let permit = Arc::new(Mutex::new(Some(permit)));
         let lapsed = permit.clone();
-        let lease = self.lease;
+        let (lease, counters) = (self.lease, self.counters.clone());
         let lease = tokio::spawn(async move {
             tokio::time::sleep(lease).await;
             if lapsed.lock().unwrap_or_else(PoisonError::into_inner).take().is_some() {
+                counters.data_lease_lapsed();
                 tracing::debug!(lease_ms = lease.as_millis() as u64, "a message took longer than its lease to arrive; its slot goes to the next session");
             }
         })
@@ -92,7 +102,8 @@ mod tests {
     #[tokio::test]
     async fn slots_come_back_when_dropped_or_lapsed() {
         let lease = Duration::from_millis(300);
-        let slots = Slots::new(1, lease);
+        let counters = Arc::new(Counters::default());
+        let slots = Slots::new(1, lease, counters.clone());
         let first = slots.take().await;
         let taken = std::time::Instant::now();
         assert_eq!(slots.free(), 0);
@@ -111,5 +122,6 @@ mod tests {
         let third = slots.take().await;
         drop(third);
         assert_eq!(slots.free(), 1, "given back when dropped within its lease");
+        assert_eq!(counters.data_slots(), (1, 1), "one wait, one lapsed lease");
     }
 }
