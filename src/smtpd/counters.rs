@@ -54,7 +54,8 @@ impl Refusal {
 }
 
 /// One counter per [`Refusal`], and the waits for a receiving slot
-/// (`limits.max_concurrent_data`, [`crate::submission::slots`]).
+/// (`limits.max_concurrent_data`): the kit counts them, the listener
+/// that lends the slots reports to it.
 #[derive(Debug, Default)]
 pub struct Counters {
     counts: [AtomicU64; 8],
