@@ -23,6 +23,9 @@ unsafe extern "C" {
 /// of 10 ms later. With its defaults, 10 000 queued messages kept
 /// 150 MiB resident.
 extern "C" fn mi_options() {
+    // Positions in mimalloc v2's `mi_option_e` (include/mimalloc.h), the
+    // version libmimalloc-sys builds unless its `v3` feature is on; the
+    // crate names neither option. Check them when mimalloc is upgraded.
     const ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
     const PURGE_DELAY: std::ffi::c_int = 15;
     // SAFETY: mimalloc's option setters take any value, at any time.

@@ -89,6 +89,7 @@ impl KeyStore {
         let bytes = serde_json::to_vec(key).map_err(|e| e.to_string())?;
         let name = Self::name(&key.domain, &key.selector);
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        // Should the insert fail, the next read goes to the tree.
         known.remove(&name);
         self.tree.insert(&name, bytes).map_err(|e| e.to_string())?;
         known.insert(name, key.clone());
